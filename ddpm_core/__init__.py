@@ -15,6 +15,7 @@ from .likelihood import discretized_gaussian_log_likelihood, normal_kl
 from .elbo import ElboTerms, elbo_terms, prior_bpd, vlb_term_bpd
 from .losses import loss_simple, loss_vlb
 from .sampling import Trajectory, ddim_sample, ddim_step, ddim_timesteps, ddpm_sample, ddpm_step
+from .notebook import device_note, glue, in_colab
 
 # model, data, training (helper block: unet, data, ema, checkpoint, train, guidance, metrics, pretrained)
 
