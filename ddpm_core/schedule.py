@@ -17,7 +17,7 @@ from torch import Tensor
 from ._checks import check_choice
 
 REVERSE_VARIANCES = ("beta", "beta_tilde")
-"""The two fixed choices of the reverse variance $\sigma_t^2$ in DDPM §3.2."""
+"""The two fixed choices of the reverse variance sigma_t^2 in DDPM §3.2."""
 
 
 @dataclass(frozen=True)
