@@ -20,5 +20,7 @@ from .notebook import device_note, glue, in_colab
 # model, data, training (helper block: unet, data, ema, checkpoint, train, guidance, metrics, pretrained)
 
 # widgets and viz (helper block)
+from .viz import apply_book_style, fig_to_png, figure_frames, image_grid, image_to_png, images_figure, show_images
+from .widgets import figure_slider, frame_slider, slider_timesteps
 
 __version__ = "0.1.0"
