@@ -66,8 +66,13 @@ vendor:
 execute: setup
 	$(PY) scripts/execute_notebooks.py $(CHAPTERS)
 
+# Sphinx copies book/_static/ only when it writes pages: after a change there, rebuild all pages.
+STATIC_STAMP := _build/html/.static-stamp
 build: setup
+	@if [ -f $(STATIC_STAMP) ] && [ -n "$$(find book/_static -type f -newer $(STATIC_STAMP) | head -1)" ]; then \
+	  echo "build: book/_static/ changed, rebuilding every page"; rm -rf _build/html; fi
 	$(JB) build . -W -n --keep-going
+	@touch $(STATIC_STAMP)
 
 book: setup execute build
 

@@ -71,6 +71,7 @@ def execute(path: Path, timeout: int) -> float:
         allow_errors=False,  # a failing cell fails the run (cells tagged raises-exception may fail)
         store_widget_state=True,  # what makes sliders work in the static HTML
         record_timing=False,  # no timestamps in the notebook: smaller, quieter diffs
+        extra_arguments=["--IPKernelApp.log_level=ERROR"],  # no kernel start/stop chatter on stderr
         resources={"metadata": {"path": str(path.parent)}},
     )
     start = time.perf_counter()

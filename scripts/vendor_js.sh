@@ -51,6 +51,9 @@ if [[ -f "$VENDOR/require.js" && -f "$VENDOR/html-manager/embed-amd.js" && -f "$
 fi
 
 rm -rf "$VENDOR"
+# Sphinx copies static files only when it writes pages, and keeps stale ones: drop the built HTML
+# so the next build writes every page and copies these files afresh.
+rm -rf "$ROOT/_build/html"
 mkdir -p "$VENDOR/html-manager" "$VENDOR/mathjax"
 
 if command -v npm >/dev/null 2>&1; then
