@@ -26,7 +26,7 @@ CONFIG = yaml.safe_load((REPO / "_config.yml").read_text())
 REPO_URL = CONFIG["repository"]["url"]
 BRANCH = CONFIG["repository"]["branch"]
 CHAPTERS = sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
-COLAB_GUARD = re.compile(r"^if\s+[\"']google\.colab[\"']\s+in\s+sys\.modules\s*:\s*$", re.MULTILINE)
+COLAB_GUARD = re.compile(r"^if\s+[\"']google\.colab[\"']\s+in\s+sys\.modules\s*:\s*(?:#.*)?$", re.MULTILINE)
 PIP_LINE = re.compile(r"^\s+%pip install\b.*$", re.MULTILINE)
 GIT_URL = re.compile(r"git\+(?P<url>https://[^\s\"'@]+?)(?:\.git)?(?:@(?P<ref>[\w./-]+))?(?=[\s\"'#]|$)")
 FIRST_CELL_LINES = (
