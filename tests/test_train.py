@@ -1,0 +1,109 @@
+"""Training: the loss goes down, runs are reproducible, resume equals an uninterrupted run, CLI."""
+
+import json
+
+import pytest
+import torch
+
+from ddpm_core.checkpoint import load_checkpoint
+from ddpm_core.data import load_digits
+from ddpm_core.losses import loss_simple
+from ddpm_core.train import TrainConfig, main, schedule_from_config, train
+from ddpm_core.unet import UNetConfig
+
+TINY = UNetConfig(base_channels=8, dropout=0.0)
+TINY_DROPOUT = UNetConfig(base_channels=8, dropout=0.1)  # dropout exercises the global RNG on resume
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits(split="train")
+
+
+def test_training_lowers_the_loss_on_a_fixed_batch(digits):
+    x0 = digits[0][:16]
+    g = torch.Generator().manual_seed(0)
+    config = TrainConfig(num_train_steps=60, batch_size=16, lr=2e-3, warmup_steps=5, log_every=20)
+    s = schedule_from_config(config)
+    t = torch.randint(1, 1001, (16,), generator=g)
+    eps = torch.randn(x0.shape, generator=g)
+    before = train(TrainConfig(num_train_steps=1, batch_size=16), TINY, data=x0, progress=False).model
+    after = train(config, TINY, data=x0, progress=False)
+    with torch.no_grad():
+        loss_before = loss_simple(before, s, x0, t, eps).item()
+        loss_after = loss_simple(after.model, s, x0, t, eps).item()
+    assert loss_after < 0.7 * loss_before
+    assert len(after.history.loss) == 60 and len(after.history.t_bucket_loss) == 3
+    assert len(after.history.t_bucket_loss[0]) == config.num_t_buckets
+
+
+def test_runs_are_reproducible_and_leave_the_callers_rng_alone(digits):
+    config = TrainConfig(num_train_steps=3, batch_size=8)
+    torch.manual_seed(123)
+    a = train(config, TINY_DROPOUT, data=digits, progress=False)
+    after_a = torch.rand(1)
+    torch.manual_seed(123)
+    b = train(config, TINY_DROPOUT, data=digits, progress=False)
+    assert torch.equal(torch.rand(1), after_a)  # train() ran inside fork_rng
+    assert a.history.loss == b.history.loss
+    for k, v in a.model.state_dict().items():
+        assert torch.equal(v, b.model.state_dict()[k])
+
+
+def test_resume_equals_uninterrupted_bitwise(tmp_path, digits):
+    config = TrainConfig(num_train_steps=6, batch_size=8, checkpoint_every=0, log_every=2)
+    full = train(config, TINY_DROPOUT, data=digits, out=tmp_path / "full", progress=False)
+    # stop at step 3, between two rows of the per-t-bucket log
+    train(TrainConfig(num_train_steps=3, batch_size=8, checkpoint_every=0, log_every=2), TINY_DROPOUT,
+          data=digits, out=tmp_path / "part", progress=False)
+    resumed = train(config, TINY_DROPOUT, data=digits, out=tmp_path / "part",
+                    resume=tmp_path / "part" / "checkpoint.pt", progress=False)
+    assert resumed.step == full.step == 6
+    assert resumed.history.loss == full.history.loss
+    torch.testing.assert_close(torch.tensor(resumed.history.t_bucket_loss), torch.tensor(full.history.t_bucket_loss),
+                               rtol=0, atol=0, equal_nan=True)
+    for a, b in ((full.model, resumed.model), (full.ema.model, resumed.ema.model)):
+        for k, v in a.state_dict().items():
+            assert torch.equal(v, b.state_dict()[k]), k
+    # the checkpoints themselves match too (optimizer moments included)
+    ca = load_checkpoint(tmp_path / "full" / "checkpoint.pt")
+    cb = load_checkpoint(tmp_path / "part" / "checkpoint.pt")
+    for k, v in ca["optimizer"]["state"].items():
+        assert torch.equal(v["exp_avg_sq"], cb["optimizer"]["state"][k]["exp_avg_sq"])
+
+
+def test_resume_refuses_a_different_run(tmp_path, digits):
+    train(TrainConfig(num_train_steps=1, batch_size=8), TINY, data=digits, out=tmp_path, progress=False)
+    with pytest.raises(ValueError, match="lr"):
+        train(TrainConfig(num_train_steps=2, batch_size=8, lr=1e-2), TINY, data=digits,
+              resume=tmp_path / "checkpoint.pt", progress=False)
+
+
+def test_conditional_vlb_run_with_samples_and_time_budget(tmp_path, digits):
+    config = TrainConfig(num_train_steps=50, batch_size=8, loss="vlb", class_conditional=True,
+                         sample_every=1, num_sample_images=4, sample_steps=2, max_minutes=1e-6)
+    result = train(config, UNetConfig(base_channels=8, num_classes=10), data=digits, out=tmp_path,
+                   progress=False)
+    assert result.step == 1  # the time budget stopped it after one step
+    assert (tmp_path / "samples_000001.png").is_file()
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 1
+    with pytest.raises(ValueError, match="labels"):
+        train(config, UNetConfig(base_channels=8, num_classes=10), data=digits[0], progress=False)
+
+
+def test_config_errors():
+    with pytest.raises(ValueError, match="loss"):
+        TrainConfig(loss="l1")
+    with pytest.raises(ValueError, match="p_uncond"):
+        TrainConfig(p_uncond=2.0)
+    with pytest.raises(ValueError, match="needs CUDA"):
+        train(TrainConfig(mixed_precision="bf16", num_train_steps=1, batch_size=4), TINY,
+              data=torch.zeros(4, 1, 8, 8), device="cpu", progress=False)
+
+
+def test_cli(tmp_path):
+    main(["--steps", "2", "--batch-size", "8", "--base-channels", "8", "--out", str(tmp_path), "--no-progress"])
+    info = json.loads((tmp_path / "train_info.json").read_text())
+    assert info["command"].startswith("python -m ddpm_core.train --steps 2")
+    assert info["step"] == 2 and info["steps_per_s"] > 0
+    assert load_checkpoint(tmp_path / "checkpoint.pt", sha256=info["checkpoint_sha256"])["step"] == 2
