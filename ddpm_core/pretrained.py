@@ -1,0 +1,140 @@
+"""Models trained by the project and shipped with the package, sha256-verified (chapters 4-8).
+
+Each model is ``checkpoints/<name>.pt`` (EMA weights only, a few MB) with ``checkpoints/<name>.json``
+beside it recording the file's sha256, the exact training command, its wall time and speed.
+They were trained with the project's own CLI (``python -m ddpm_core.train``) on a 2-core CPU,
+8×8 digits, DDPM's linear schedule with T = 1000:
+
+- ``"digits"``: unconditional, $L_\\text{simple}$ [DDPM eq. 14].
+- ``"digits-vlb"``: the same command and step count with ``--loss vlb``, for DDPM Table 2's
+  $L_\\text{simple}$ vs $L_\\text{vlb}$ comparison in chapter 4.
+- ``"digits-cond"``: class-conditional with label dropout 0.1, for classifier-free guidance.
+
+Rebuild one: train, then ``python -m ddpm_core.pretrained RUN_DIR/checkpoint.pt NAME``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .checkpoint import CheckpointError, file_sha256, load_checkpoint, save_checkpoint
+from .schedule import NoiseSchedule
+from .train import TrainConfig, schedule_from_config
+from .unet import UNet, UNetConfig
+from .utils import default_device
+
+__all__ = ["Pretrained", "load_pretrained", "available_pretrained", "export_pretrained", "PRETRAINED_DIR"]
+
+PRETRAINED_DIR = Path(__file__).parent / "checkpoints"
+PRETRAINED_NAMES = ("digits", "digits-cond", "digits-vlb")
+
+
+@dataclass(frozen=True)
+class Pretrained:
+    """A shipped model, ready to sample: ``dc.ddim_sample(p.model, p.schedule, (16, *p.image_shape))``."""
+
+    name: str
+    model: nn.Module
+    """UNet with the EMA weights, eval mode, on the requested (default) device."""
+    schedule: NoiseSchedule
+    """The schedule it was trained with, on the model's device."""
+    image_shape: tuple[int, int, int]
+    """(C, H, W) of its images."""
+    config: dict
+    """The run's configs as plain dicts: "unet", "train", "schedule", "data"."""
+    info: dict
+    """The JSON record: command, wall_time_s, steps_per_s, sha256, ..."""
+    history: dict = field(default_factory=dict, repr=False)
+    """The run's :class:`~ddpm_core.train.TrainHistory` as a dict (loss per step, per t-bucket)."""
+
+    @property
+    def num_classes(self) -> int | None:
+        return self.config["unet"].get("num_classes")
+
+
+def available_pretrained() -> list[str]:
+    """Names of the shipped models present in this installation."""
+    return [n for n in PRETRAINED_NAMES if (PRETRAINED_DIR / f"{n}.json").is_file()]
+
+
+def load_pretrained(name: str = "digits", device=None) -> Pretrained:
+    """Load a shipped model after checking its sha256 against the JSON record beside it.
+
+    Args:
+        name: "digits", "digits-cond" or "digits-vlb".
+        device: default :func:`~ddpm_core.default_device`.
+
+    Raises:
+        ValueError: unknown name. FileNotFoundError: not shipped in this installation.
+        CheckpointError: the weights file does not match its recorded sha256, or is corrupt.
+    """
+    if name not in PRETRAINED_NAMES:
+        raise ValueError(f"name must be one of {list(PRETRAINED_NAMES)}, got {name!r}")
+    meta_path = PRETRAINED_DIR / f"{name}.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"pretrained model {name!r} is not shipped here ({meta_path} is missing); "
+                                f"available: {available_pretrained()}")
+    info = json.loads(meta_path.read_text())
+    state = load_checkpoint(PRETRAINED_DIR / info["file"], sha256=info["sha256"])
+    device = torch.device(device) if device is not None else default_device()
+    configs = state["configs"]
+    model = UNet(UNetConfig.from_dict(configs["unet"]))
+    model.load_state_dict(state["model"])
+    model.to(device).eval().requires_grad_(False)
+    schedule = schedule_from_config(TrainConfig.from_dict(configs["train"])).to(device)
+    return Pretrained(name=name, model=model, schedule=schedule,
+                      image_shape=tuple(configs["data"]["image_shape"]), config=configs, info=info,
+                      history=state.get("history") or {})
+
+
+def export_pretrained(checkpoint: str | Path, name: str, dest: str | Path = PRETRAINED_DIR,
+                      train_info: dict | None = None, note: str | None = None) -> dict:
+    """Write ``dest/<name>.pt`` (the run's EMA weights, configs and history; no optimizer) and
+    ``dest/<name>.json`` (sha256 and the run's record from ``train_info.json`` beside the checkpoint).
+
+    Returns:
+        The JSON record.
+    """
+    checkpoint = Path(checkpoint)
+    state = load_checkpoint(checkpoint)
+    if state.get("ema") is None:
+        raise CheckpointError(f"{checkpoint} holds no EMA weights; export a training checkpoint")
+    if train_info is None:
+        info_path = checkpoint.parent / "train_info.json"
+        train_info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    model = UNet(UNetConfig.from_dict(state["configs"]["unet"]))
+    model.load_state_dict(state["ema"]["model"])
+    dest = Path(dest)
+    sha = save_checkpoint(dest / f"{name}.pt", model=model, step=state["step"], configs=state["configs"],
+                          history=state.get("history"),
+                          extra={"weights": "ema", "ema_decay": state["ema"]["decay"],
+                                 "command": state["extra"].get("command", "")})
+    record = {"name": name, "file": f"{name}.pt", "sha256": sha,
+              "source_checkpoint_sha256": file_sha256(checkpoint), "step": state["step"],
+              "weights": "EMA", "num_params": sum(p.numel() for p in model.parameters()),
+              **{k: v for k, v in train_info.items() if k not in ("checkpoint_sha256",)}}
+    if note:
+        record["note"] = note
+    (dest / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def _main(argv: list[str] | None = None) -> None:  # pragma: no cover
+    p = argparse.ArgumentParser(prog="python -m ddpm_core.pretrained",
+                                description="Export a training run's EMA weights as a shipped model.")
+    p.add_argument("checkpoint", help="RUN_DIR/checkpoint.pt written by python -m ddpm_core.train")
+    p.add_argument("name", choices=PRETRAINED_NAMES)
+    p.add_argument("--dest", default=str(PRETRAINED_DIR))
+    p.add_argument("--note", default=None, help="free text for the JSON record (e.g. the machine's load)")
+    args = p.parse_args(argv)
+    print(json.dumps(export_pretrained(args.checkpoint, args.name, args.dest, note=args.note), indent=2))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    _main()
