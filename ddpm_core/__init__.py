@@ -18,6 +18,16 @@ from .sampling import Trajectory, ddim_sample, ddim_step, ddim_timesteps, ddpm_s
 from .notebook import device_note, glue, in_colab
 
 # model, data, training (helper block: unet, data, ema, checkpoint, train, guidance, metrics, pretrained)
+from .unet import LayerInfo, UNet, UNetConfig, layer_summary, sinusoidal_embedding
+from .data import (GaussianMixture2D, from_image, load_digits, load_mnist, swiss_roll, to_image,
+                   two_moons)
+from .ema import EMA
+from .checkpoint import CheckpointError, file_sha256, load_checkpoint, save_checkpoint
+from .train import TrainConfig, TrainHistory, TrainResult, train
+from .guidance import guided
+from .metrics import (DigitsClassifier, DigitsQuality, digits_fid, digits_fid_floor, digits_quality,
+                      frechet_distance, load_digits_classifier, train_digits_classifier)
+from .pretrained import Pretrained, available_pretrained, load_pretrained
 
 # widgets and viz (helper block)
 from .viz import apply_book_style, fig_to_png, figure_frames, image_grid, image_to_png, images_figure, show_images
