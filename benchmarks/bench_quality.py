@@ -1,0 +1,116 @@
+"""Sample quality against training time and sampling steps, on 8×8 digits (CPU by default).
+
+1. Quality vs training time: one run of ``ddpm_core.train`` on digits, paused after 1, 3 and 10
+   minutes of training (resumed from its own checkpoint, which continues bit for bit); after each
+   pause the EMA model draws N samples with DDIM-50 and we report digits-FID (a Fréchet
+   distance on the project's digit classifier, *not* Inception FID: see ``ddpm_core.metrics``)
+   next to the real-vs-real floor.
+2. Quality vs sampling steps: the shipped ``load_pretrained("digits")`` model with DDIM-S for
+   S in {10, 20, 50, 100, 1000} (η = 0) and DDPM-1000, with the wall time of each.
+
+Writes a JSON and a two-panel PNG that the sampling chapter can include.
+
+    python benchmarks/bench_quality.py [--minutes 1 3 10] [--num-samples 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+import ddpm_core as dc  # noqa: E402
+
+
+def sample_quality(model, schedule, n, kind, steps, seed=0, batch=500):
+    """digits-FID etc. of n samples, and the sampling wall time in seconds."""
+    g = torch.Generator().manual_seed(seed)
+    t0 = time.perf_counter()
+    out = []
+    for i in range(0, n, batch):
+        shape = (min(batch, n - i), 1, 8, 8)
+        if kind == "ddpm":
+            out.append(dc.ddpm_sample(model, schedule, shape, generator=g, progress=False))
+        else:
+            out.append(dc.ddim_sample(model, schedule, shape, steps, 0.0, generator=g, progress=False))
+    wall = time.perf_counter() - t0
+    q = dc.digits_quality(torch.cat(out).cpu())
+    return {"fid": q.fid, "confident_fraction": q.confident_fraction, "class_coverage": q.class_coverage,
+            "sample_wall_s": wall, "num_samples": n}
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--minutes", type=float, nargs="+", default=[1, 3, 10])
+    p.add_argument("--num-samples", type=int, default=1000)
+    p.add_argument("--steps", type=int, nargs="+", default=[10, 20, 50, 100, 1000])
+    p.add_argument("--ddpm-samples", type=int, default=None, help="N for DDPM-1000 (default --num-samples)")
+    p.add_argument("--skip-training", action="store_true")
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    args = p.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    device = dc.default_device()
+    floor = dc.digits_fid_floor()
+    res = {"device": str(device), "threads": torch.get_num_threads(), "floor": floor,
+           "vs_training_time": [], "vs_sampling_steps": []}
+    print(f"real-vs-real floor: {floor:.2f}   (device {device}, {torch.get_num_threads()} threads)", flush=True)
+
+    if not args.skip_training:
+        with tempfile.TemporaryDirectory() as tmp:
+            ckpt, done = Path(tmp) / "checkpoint.pt", 0.0
+            for minutes in sorted(args.minutes):
+                cfg = dc.TrainConfig(num_train_steps=10**7, max_minutes=minutes - done, checkpoint_every=0)
+                r = dc.train(cfg, out=tmp, resume=ckpt if done else None, device=device, progress=False)
+                done = minutes
+                r.ema.model.eval()
+                q = sample_quality(r.ema.model, r.schedule, args.num_samples, "ddim", 50)
+                row = {"train_minutes": minutes, "train_steps": r.step, **q}
+                res["vs_training_time"].append(row)
+                print(f"after {minutes:>4g} min ({r.step:>5} steps): digits-FID {q['fid']:7.2f}  "
+                      f"confident {q['confident_fraction']:.2f}  coverage {q['class_coverage']:.1f}", flush=True)
+
+    pre = dc.load_pretrained("digits", device=device)
+    for S in args.steps:
+        n = args.num_samples
+        q = sample_quality(pre.model, pre.schedule, n, "ddim", S)
+        res["vs_sampling_steps"].append({"sampler": f"DDIM-{S}", "steps": S, **q})
+        print(f"DDIM-{S:<5} digits-FID {q['fid']:7.2f}  confident {q['confident_fraction']:.2f}  "
+              f"{q['sample_wall_s']:7.1f} s for {n} samples", flush=True)
+    n = args.ddpm_samples or args.num_samples
+    q = sample_quality(pre.model, pre.schedule, n, "ddpm", 1000)
+    res["vs_sampling_steps"].append({"sampler": "DDPM-1000", "steps": 1000, **q})
+    print(f"DDPM-1000  digits-FID {q['fid']:7.2f}  confident {q['confident_fraction']:.2f}  "
+          f"{q['sample_wall_s']:7.1f} s for {n} samples", flush=True)
+
+    (args.out / "quality.json").write_text(json.dumps(res, indent=1))
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    if res["vs_training_time"]:
+        rows = res["vs_training_time"]
+        axes[0].plot([r["train_minutes"] for r in rows], [r["fid"] for r in rows], "o-", label="DDIM-50 samples")
+    axes[0].axhline(floor, color="gray", ls="--", label="real vs real")
+    axes[0].set(xlabel="training time on this machine (min)", ylabel="digits-FID (lower is better)",
+                title="Quality vs training time", xscale="log")
+    axes[0].legend()
+    rows = res["vs_sampling_steps"]
+    for r in rows:
+        axes[1].scatter(r["sample_wall_s"], r["fid"], color="C1" if r["sampler"].startswith("DDPM") else "C0")
+        axes[1].annotate(r["sampler"], (r["sample_wall_s"], r["fid"]), textcoords="offset points", xytext=(4, 4))
+    axes[1].axhline(floor, color="gray", ls="--")
+    axes[1].set(xlabel=f"sampling wall time for N={args.num_samples} (s)", ylabel="digits-FID",
+                title="Quality vs sampling cost (shipped model)", xscale="log")
+    fig.tight_layout()
+    fig.savefig(args.out / "quality.png", dpi=110)
+    print(f"wrote {args.out / 'quality.json'} and {args.out / 'quality.png'}")
+    return res
+
+
+if __name__ == "__main__":
+    main()
