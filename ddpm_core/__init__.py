@@ -26,7 +26,8 @@ from .checkpoint import CheckpointError, file_sha256, load_checkpoint, save_chec
 from .train import TrainConfig, TrainHistory, TrainResult, train
 from .guidance import guided
 from .metrics import (DigitsClassifier, DigitsQuality, digits_fid, digits_fid_floor, digits_quality,
-                      frechet_distance, load_digits_classifier, train_digits_classifier)
+                      digits_reference_split, frechet_distance, load_digits_classifier,
+                      train_digits_classifier)
 from .pretrained import Pretrained, available_pretrained, load_pretrained
 
 # widgets and viz (helper block)

@@ -5,9 +5,10 @@ Introduced in chapter 7 (Sampling). **This is not the FID of papers.** The FID o
 299×299 photos) of 50,000 samples and the training set. Inception features mean nothing on 8×8
 gray digits, and 50,000 samples are out of reach on a CPU, so the book uses the same formula on
 the 128-d penultimate features of :class:`DigitsClassifier`, a small CNN trained here on the
-digits train split, with ~1,000 samples. Its numbers are comparable only with each other (same
-classifier, same N): read them next to the real-vs-real floor of :func:`digits_fid_floor`, the
-distance between two disjoint halves of the real digits, which is what a perfect model would score.
+digits train split, with a few hundred samples. Its numbers are comparable only with each other
+(same classifier, same N): read them next to the real-vs-real floor of :func:`digits_fid_floor`,
+held-out real digits scored the same way, which is what a perfect model would get. The real digits
+are split once into two fixed halves: 898 reference images, 899 held out for the floor.
 
 The Fréchet distance between Gaussians fitted to two feature sets (Heusel et al. 2017):
 
@@ -36,7 +37,7 @@ from .checkpoint import file_sha256, load_checkpoint, save_checkpoint
 from .data import load_digits
 
 __all__ = ["DigitsClassifier", "train_digits_classifier", "load_digits_classifier",
-           "classifier_accuracy", "frechet_distance", "digits_fid", "digits_fid_floor",
+           "classifier_accuracy", "frechet_distance", "digits_fid", "digits_fid_floor", "digits_reference_split",
            "DigitsQuality", "digits_quality"]
 
 CHECKPOINT_DIR = Path(__file__).parent / "checkpoints"
@@ -184,42 +185,51 @@ def _gaussian(f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return f.mean(0), np.cov(f, rowvar=False)
 
 
+def digits_reference_split() -> tuple[Tensor, Tensor]:
+    """The two fixed, disjoint halves of the 1,797 real digits: (reference (898), held_out (899)).
+
+    :func:`digits_fid` compares samples with ``reference``; :func:`digits_fid_floor` compares
+    ``held_out`` with it, so a sample set of the same size is measured exactly like real data.
+    """
+    x, _ = load_digits(split="all")
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(FLOOR_SEED))
+    half = len(x) // 2
+    return x[perm[:half]], x[perm[half:]]
+
+
 def digits_fid(samples: Tensor, reference: Tensor | None = None,
                classifier: DigitsClassifier | None = None) -> float:
     """Fréchet distance between ``samples`` and ``reference`` on the digit classifier's features.
 
-    Not Inception FID (see the module docstring): compare only with other values from this
-    function at the same number of samples, and with :func:`digits_fid_floor`.
+    Not Inception FID (see the module docstring). The estimate is biased upward by an amount that
+    shrinks with the number of images, so compare values at one N, and with
+    ``digits_fid_floor(num_samples=N)``; N = 899 uses every held-out real digit for the floor.
 
     Args:
-        samples: (N, 1, H, W) in [-1, 1] (N ≥ 2; ~1,000 recommended).
-        reference: real images; default all 1,797 digits.
+        samples: (N, 1, H, W) in [-1, 1] (N ≥ 2; a few hundred to 899).
+        reference: real images; default the 898 reference digits of :func:`digits_reference_split`.
         classifier: default :func:`load_digits_classifier`.
     """
-    if not isinstance(samples, Tensor) or samples.shape[0] < 2:
+    if not isinstance(samples, Tensor) or samples.dim() != 4 or samples.shape[0] < 2:
         raise ValueError("samples must be an (N, 1, H, W) tensor with N >= 2")
     if not torch.isfinite(samples).all():
         raise ValueError("samples contain NaN or Inf values")
     classifier = load_digits_classifier() if classifier is None else classifier
-    reference = load_digits(split="all")[0] if reference is None else reference
+    reference = digits_reference_split()[0] if reference is None else reference
     return frechet_distance(*_gaussian(_features(classifier, samples)),
                             *_gaussian(_features(classifier, reference)))
 
 
-def digits_fid_floor(classifier: DigitsClassifier | None = None, num_splits: int = 5) -> float:
-    """The real-vs-real floor: :func:`digits_fid` between two disjoint random halves of the 1,797
-    real digits (898 vs 899), averaged over ``num_splits`` seeded splits. A model whose samples
-    were real digits would score about this (a bit less at N = 1,000 vs 1,797, since the
-    estimate's bias shrinks with N)."""
-    classifier = load_digits_classifier() if classifier is None else classifier
-    f = _features(classifier, load_digits(split="all")[0])
-    g = torch.Generator().manual_seed(FLOOR_SEED)
-    values = []
-    for _ in range(num_splits):
-        perm = torch.randperm(len(f), generator=g).numpy()
-        half = len(f) // 2
-        values.append(frechet_distance(*_gaussian(f[perm[:half]]), *_gaussian(f[perm[half:]])))
-    return float(np.mean(values))
+def digits_fid_floor(num_samples: int | None = None, classifier: DigitsClassifier | None = None) -> float:
+    """The real-vs-real floor: :func:`digits_fid` of ``num_samples`` held-out real digits (default
+    all 899) against the 898 reference digits. A model whose N samples were real digits would
+    score about this; pass the N of the samples being judged."""
+    held_out = digits_reference_split()[1]
+    if num_samples is None:
+        num_samples = len(held_out)
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or not 2 <= num_samples <= len(held_out):
+        raise ValueError(f"num_samples must be an int in 2..{len(held_out)}, got {num_samples!r}")
+    return digits_fid(held_out[:num_samples], classifier=classifier)
 
 
 @dataclass(frozen=True)
@@ -227,7 +237,7 @@ class DigitsQuality:
     """Summary of a batch of digit samples (see :func:`digits_quality`)."""
 
     fid: float
-    """:func:`digits_fid` against all real digits."""
+    """:func:`digits_fid` against the 898 reference digits."""
     confident_fraction: float
     """Share of samples classified with max softmax ≥ the threshold."""
     class_coverage: float

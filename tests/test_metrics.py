@@ -9,6 +9,7 @@ import torch
 from ddpm_core.checkpoint import file_sha256
 from ddpm_core.data import load_digits
 from ddpm_core.metrics import (CHECKPOINT_DIR, classifier_accuracy, digits_fid, digits_fid_floor, digits_quality,
+                               digits_reference_split,
                                frechet_distance, load_digits_classifier)
 
 
@@ -37,19 +38,21 @@ def test_shipped_classifier(classifier):
 
 
 def test_real_digits_score_near_the_floor_and_noise_far_above(classifier):
-    floor = digits_fid_floor(classifier)
+    reference, held_out = digits_reference_split()
+    assert len(reference) == 898 and len(held_out) == 899
+    floor = digits_fid_floor(classifier=classifier)
     assert 0.5 < floor < 10
-    x, _ = load_digits(split="all")
-    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(1))
-    real = digits_fid(x[perm[:800]], x[perm[800:]], classifier)
-    noise = digits_quality(torch.randn(800, 1, 8, 8, generator=torch.Generator().manual_seed(0)).clamp(-1, 1),
+    assert digits_fid_floor(300, classifier) > floor  # fewer images, more upward bias
+    x_test, _ = load_digits(split="test")  # real digits, scored against the reference
+    noise = digits_quality(torch.randn(899, 1, 8, 8, generator=torch.Generator().manual_seed(0)).clamp(-1, 1),
                            classifier)
-    assert real < 2 * floor
+    assert digits_fid(x_test, classifier=classifier) < 3 * digits_fid_floor(300, classifier)
     assert noise.fid > 20 * floor
-    good = digits_quality(x[perm[:800]], classifier, reference=x[perm[800:]])
+    good = digits_quality(held_out, classifier)
+    assert good.fid == pytest.approx(floor)
     assert good.confident_fraction > 0.9 and good.class_coverage == 1.0
     assert noise.confident_fraction < good.confident_fraction - 0.3
-    assert sum(good.class_counts) == round(good.confident_fraction * 800)
+    assert sum(good.class_counts) == round(good.confident_fraction * 899)
 
 
 def test_bad_input(classifier):
