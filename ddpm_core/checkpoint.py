@@ -60,11 +60,11 @@ def rng_state(generator: torch.Generator | None = None) -> dict:
 
 def set_rng_state(state: dict, generator: torch.Generator | None = None) -> None:
     """Restore what :func:`rng_state` saved (CUDA states only where CUDA is available)."""
-    torch.set_rng_state(state["torch"])
+    torch.set_rng_state(state["torch"].cpu())  # RNG states are CPU byte tensors, whatever map_location did
     if state.get("cuda") and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
     if generator is not None and state.get("generator") is not None:
-        generator.set_state(state["generator"])
+        generator.set_state(state["generator"].cpu())
 
 
 def save_checkpoint(path: str | Path, *, model: nn.Module, step: int = 0, ema: EMA | None = None,

@@ -382,7 +382,9 @@ def _train(config, unet_config, data, model, out, resume, device, progress, data
         model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
     amp_dtype = _autocast_dtype(config, device)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)  # loss scaling for fp16 only
+    if resume is not None and ckpt["extra"].get("grad_scaler"):
+        scaler.load_state_dict(ckpt["extra"]["grad_scaler"])
     loss_fn = loss_simple if config.loss == "simple" else loss_vlb
     out = Path(out) if out is not None and rank == 0 else None
     if out is not None:
@@ -398,7 +400,8 @@ def _train(config, unet_config, data, model, out, resume, device, progress, data
         history.pending_t_bucket_sum, history.pending_t_bucket_count = bucket_sum.tolist(), bucket_count.tolist()
         return save_checkpoint(out / "checkpoint.pt", model=model, step=step, ema=ema, optimizer=optimizer,
                                lr_scheduler=lr_scheduler, configs=configs, rng=rng_state(g),
-                               history=history.to_dict(), extra={"command": command or ""})
+                               history=history.to_dict(),
+                               extra={"command": command or "", "grad_scaler": scaler.state_dict()})
 
     bar = tqdm(total=config.num_train_steps, initial=step, desc="training",
                disable=not progress or rank != 0, dynamic_ncols=True)
