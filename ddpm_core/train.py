@@ -105,6 +105,10 @@ class TrainConfig:
     """IDDPM's offset s (used when schedule="cosine")."""
     mixed_precision: str = "auto"
     """"auto": bf16 autocast on CUDA with bf16 support, else fp16 with loss scaling; none off CUDA."""
+    channels_last: bool = False
+    """NHWC memory layout for model and data: faster convolutions on tensor-core GPUs; ≤ 1.03× on a CPU."""
+    compile: bool = False
+    """``torch.compile`` the forward pass: pays off on a GPU in long runs; ~100 s cold start on a CPU."""
     seed: int = 0
     """Seeds the model's init, the data/t/ε generator and dropout: a run is a function of its config."""
     log_every: int = 50
@@ -350,7 +354,12 @@ def _train(config, unet_config, data, model, out, resume, device, progress, data
     unet_config = unwrap_model(model).config
     model.to(device).train()
     schedule = schedule_from_config(config).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
+        x_all = x_all.contiguous(memory_format=torch.channels_last)
+    # fused AdamW: one kernel for all parameters on CUDA (the for-each version elsewhere)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
+                                  fused=device.type == "cuda")
     lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / config.warmup_steps) if config.warmup_steps else 1.0)
     ema = EMA(model, config.ema_decay, warmup=config.ema_warmup)
@@ -381,6 +390,7 @@ def _train(config, unet_config, data, model, out, resume, device, progress, data
     if distributed:
         model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
+    net = torch.compile(model) if config.compile else model  # the forward pass the loss calls
     amp_dtype = _autocast_dtype(config, device)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)  # loss scaling for fp16 only
     if resume is not None and ckpt["extra"].get("grad_scaler"):
@@ -421,9 +431,9 @@ def _train(config, unet_config, data, model, out, resume, device, progress, data
         t_l, eps_l = t[sl].to(device), eps[sl].to(device)  # (b,), (b, C, H, W)
         if config.class_conditional:
             y = y_all[idx[sl].to(device)].masked_fill(drop[sl].to(device), unet_config.num_classes)  # (b,)
-            model_fn = lambda xt, tt: model(xt, tt, y)  # noqa: E731
+            model_fn = lambda xt, tt: net(xt, tt, y)  # noqa: E731
         else:
-            model_fn = model
+            model_fn = net
         # 5. the loss: L_simple [DDPM eq. 14] or the bound's estimate [DDPM eq. 5], per image
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             per_image = loss_fn(model_fn, schedule, x0, t=t_l, eps=eps_l, reduction="none")  # (b,)
@@ -488,7 +498,7 @@ def _check_resumable(saved: dict, now: dict) -> None:
     """A resumed run must have the same network, schedule, data shape and every training setting
     that shapes the trajectory (all but num_train_steps, max_minutes and the logging/file options)."""
     free = {"num_train_steps", "max_minutes", "log_every", "checkpoint_every", "sample_every",
-            "num_sample_images", "sample_steps"}
+            "num_sample_images", "sample_steps", "channels_last", "compile"}
     for key in ("unet", "schedule", "data"):
         if saved.get(key) != now[key]:
             raise ValueError(f"cannot resume: the checkpoint's {key} config {saved.get(key)} differs from {now[key]}")
@@ -518,6 +528,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--schedule", choices=SCHEDULES, default=d.schedule)
     p.add_argument("--num-steps", type=int, default=d.num_steps, help="T")
     p.add_argument("--mixed-precision", choices=MIXED_PRECISION, default=d.mixed_precision)
+    p.add_argument("--channels-last", action="store_true", help="NHWC memory layout (GPU)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model's forward pass")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--base-channels", type=int, default=UNetConfig().base_channels)
     p.add_argument("--channel-mults", type=str, default=",".join(map(str, UNetConfig().channel_mults)))
@@ -553,7 +565,8 @@ def main(argv: list[str] | None = None) -> TrainResult:
                          warmup_steps=args.warmup_steps, ema_decay=args.ema_decay, loss=args.loss,
                          class_conditional=args.class_conditional, p_uncond=args.p_uncond,
                          schedule=args.schedule, num_steps=args.num_steps,
-                         mixed_precision=args.mixed_precision, seed=args.seed,
+                         mixed_precision=args.mixed_precision, channels_last=args.channels_last,
+                         compile=args.compile, seed=args.seed,
                          checkpoint_every=args.checkpoint_every, sample_every=args.sample_every)
     unet_config = UNetConfig(base_channels=args.base_channels,
                              channel_mults=tuple(int(m) for m in args.channel_mults.split(",")),

@@ -107,3 +107,14 @@ def test_cli(tmp_path):
     assert info["command"].startswith("python -m ddpm_core.train --steps 2")
     assert info["step"] == 2 and info["steps_per_s"] > 0
     assert load_checkpoint(tmp_path / "checkpoint.pt", sha256=info["checkpoint_sha256"])["step"] == 2
+
+
+def test_channels_last_follows_the_default_layout(digits):
+    # The GPU-path option must not change the math: same seed, same losses up to float reordering.
+    config = TrainConfig(num_train_steps=5, batch_size=8, warmup_steps=1)
+    a = train(config, TINY, data=digits, progress=False)
+    b = train(TrainConfig(num_train_steps=5, batch_size=8, warmup_steps=1, channels_last=True), TINY,
+              data=digits, progress=False)
+    assert a.history.loss == pytest.approx(b.history.loss, rel=1e-4)
+    conv = next(m for m in b.model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
