@@ -18,7 +18,7 @@ from .sampling import Trajectory, ddim_sample, ddim_step, ddim_timesteps, ddpm_s
 from .notebook import device_note, glue, in_colab
 
 # model, data, training (helper block: unet, data, ema, checkpoint, train, guidance, metrics, pretrained)
-from .unet import LayerInfo, UNet, UNetConfig, layer_summary, sinusoidal_embedding
+from .unet import LayerInfo, UNet, UNetConfig, count_flops, layer_summary, sinusoidal_embedding
 from .data import (GaussianMixture2D, from_image, load_digits, load_mnist, swiss_roll, to_image,
                    two_moons)
 from .ema import EMA

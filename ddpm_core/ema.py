@@ -57,8 +57,9 @@ class EMA:
         r"""$\bar\theta \leftarrow d\,\bar\theta + (1-d)\,\theta$ for every parameter; buffers copied."""
         d = self.current_decay()
         src = unwrap_model(model)
-        for avg, p in zip(self.model.parameters(), src.parameters(), strict=True):
-            avg.lerp_(p.detach().to(avg.dtype), 1.0 - d)  # avg + (1-d)(p - avg)
+        avgs = list(self.model.parameters())
+        params = [p.detach().to(a.dtype) for a, p in zip(avgs, src.parameters(), strict=True)]
+        torch._foreach_lerp_(avgs, params, 1.0 - d)  # avg + (1-d)(p - avg), one kernel per dtype on GPU
         for avg_b, b in zip(self.model.buffers(), src.buffers(), strict=True):
             avg_b.copy_(b)
         self.num_updates += 1

@@ -40,7 +40,8 @@ from tqdm import tqdm
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .data import load_digits, load_mnist, to_image
 from .ema import EMA, unwrap_model
-from .losses import loss_simple, loss_vlb
+from ._checks import check_tensor
+from .losses import _loss_simple_per_image, loss_vlb
 from .sampling import ddim_sample
 from .schedule import NoiseSchedule
 from .unet import UNet, UNetConfig
@@ -104,7 +105,8 @@ class TrainConfig:
     cosine_s: float = 0.008
     """IDDPM's offset s (used when schedule="cosine")."""
     mixed_precision: str = "auto"
-    """"auto": bf16 autocast on CUDA with bf16 support, else fp16 with loss scaling; none off CUDA."""
+    """"auto": bf16 autocast on CUDA with bf16 support, else fp16 with loss scaling; none off CUDA.
+    "bf16"/"fp16" force it (on a CPU too, where it is slower but tests the GPU path)."""
     channels_last: bool = False
     """NHWC memory layout for model and data: faster convolutions on tensor-core GPUs; ≤ 1.03× on a CPU."""
     compile: bool = False
@@ -211,6 +213,9 @@ class TrainHistory:
     """Bucket b holds t in [edges[b], edges[b+1]) (the last one includes T)."""
     t_bucket_steps: list[int] = field(default_factory=list)
     """The step at which each row of ``t_bucket_loss`` was taken."""
+    t_bucket_elapsed_s: list[float] = field(default_factory=list)
+    """Training wall time at each of those steps, once the device has finished them (so the
+    difference of two entries is an honest speed on a GPU, and leaves out compile warm-up)."""
     t_bucket_loss: list[list[float]] = field(default_factory=list)
     """Mean per-image loss in each t-bucket since the previous row (NaN where no t fell); rank 0's shard."""
     pending_t_bucket_sum: list[float] = field(default_factory=list)
@@ -246,16 +251,22 @@ class TrainResult:
 
 
 def _autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype, or None for full precision (always None off CUDA)."""
-    if device.type != "cuda":
-        if config.mixed_precision in ("bf16", "fp16"):
-            raise ValueError(f"mixed_precision={config.mixed_precision!r} needs CUDA; use 'auto' or 'no' on {device.type}")
-        return None
-    if config.mixed_precision == "no":
+    """The autocast dtype, or None for full precision.
+
+    "auto" turns mixed precision on only on CUDA: bf16 where the GPU supports it, else fp16 (with
+    loss scaling). An explicit "bf16" or "fp16" also runs on a CPU: slower there than float32, but
+    it is how the tests exercise the GPU path on a machine without one.
+    """
+    if config.mixed_precision == "no" or (config.mixed_precision == "auto" and device.type != "cuda"):
         return None
     if config.mixed_precision == "bf16" or (config.mixed_precision == "auto" and torch.cuda.is_bf16_supported()):
         return torch.bfloat16
     return torch.float16
+
+
+def _to_device(x: Tensor, device: torch.device) -> Tensor:
+    """Copy a host tensor to ``device``; on CUDA through pinned memory, so the host does not wait."""
+    return x.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else x.to(device)
 
 
 def _save_grid(x: Tensor, path: Path) -> None:
@@ -344,6 +355,7 @@ def _train(config, unet_config, data, model, out, resume, device, progress, data
         raise ValueError("data must be x (N, C, H, W) or a tuple (x, y)")
     if config.class_conditional and y_all is None:
         raise ValueError("class_conditional=True needs labels: pass data=(x, y)")
+    check_tensor("data", x_all)  # once here: the loop itself checks nothing (no GPU syncs)
     x_all = x_all.to(device)  # (N, C, H, W)
     y_all = y_all.to(device).long() if y_all is not None else None  # (N,)
     N, image_shape = x_all.shape[0], tuple(x_all.shape[1:])
@@ -392,22 +404,39 @@ def _train(config, unet_config, data, model, out, resume, device, progress, data
             model, device_ids=[device.index] if device.type == "cuda" else None)
     net = torch.compile(model) if config.compile else model  # the forward pass the loss calls
     amp_dtype = _autocast_dtype(config, device)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)  # loss scaling for fp16 only
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)  # loss scaling for fp16 only
     if resume is not None and ckpt["extra"].get("grad_scaler"):
         scaler.load_state_dict(ckpt["extra"]["grad_scaler"])
-    loss_fn = loss_simple if config.loss == "simple" else loss_vlb
+    if config.loss == "simple":
+        loss_fn = lambda fn, x0, t, eps: _loss_simple_per_image(fn, schedule, x0, t, eps)  # noqa: E731
+    else:  # the bound's estimate checks its arguments (a few syncs per step on a GPU)
+        loss_fn = lambda fn, x0, t, eps: loss_vlb(fn, schedule, x0, t, eps, reduction="none")  # noqa: E731
     out = Path(out) if out is not None and rank == 0 else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     b_local = config.batch_size // world  # this rank's share of the global batch
-    edges = torch.tensor(history.t_bucket_edges)
-    bucket_sum = torch.tensor(history.pending_t_bucket_sum or [0.0] * config.num_t_buckets, dtype=torch.float64)
-    bucket_count = torch.tensor(history.pending_t_bucket_count or [0] * config.num_t_buckets, dtype=torch.long)
+    # The step's numbers stay on the device and reach the host (one sync) only every log_every
+    # steps, at checkpoints and at the end: a .item() per step would stall a GPU on every step.
+    edges = torch.tensor(history.t_bucket_edges, device=device)
+    bucket_sum = torch.tensor(history.pending_t_bucket_sum or [0.0] * config.num_t_buckets,
+                              dtype=torch.float64, device=device)
+    bucket_count = torch.tensor(history.pending_t_bucket_count or [0] * config.num_t_buckets,
+                                dtype=torch.long, device=device)
+    pending: list[Tensor] = []  # (loss, grad norm) of each step not yet in history
+
+    def flush() -> None:
+        if pending:
+            loss_gn = torch.stack(pending).tolist()  # (n, 2); waits for the queued steps
+            history.loss.extend(v[0] for v in loss_gn)
+            history.grad_norm.extend(v[1] for v in loss_gn)
+            pending.clear()
+        history.pending_t_bucket_sum, history.pending_t_bucket_count = bucket_sum.tolist(), bucket_count.tolist()
+        history.elapsed_s = elapsed_before + time.perf_counter() - t_start
 
     def checkpoint() -> str:
         nonlocal saved_step
         saved_step = step
-        history.pending_t_bucket_sum, history.pending_t_bucket_count = bucket_sum.tolist(), bucket_count.tolist()
+        flush()
         return save_checkpoint(out / "checkpoint.pt", model=model, step=step, ema=ema, optimizer=optimizer,
                                lr_scheduler=lr_scheduler, configs=configs, rng=rng_state(g),
                                history=history.to_dict(),
@@ -427,16 +456,17 @@ def _train(config, unet_config, data, model, out, resume, device, progress, data
         drop = torch.rand(config.batch_size, generator=g) < config.p_uncond  # (B,)
         # 4. this rank's slice of the global batch
         sl = slice(rank * b_local, (rank + 1) * b_local)
-        x0 = x_all[idx[sl].to(device)]  # (b, C, H, W)
-        t_l, eps_l = t[sl].to(device), eps[sl].to(device)  # (b,), (b, C, H, W)
+        idx_l = _to_device(idx[sl], device)  # (b,)
+        x0 = x_all[idx_l]  # (b, C, H, W)
+        t_l, eps_l = _to_device(t[sl], device), _to_device(eps[sl], device)  # (b,), (b, C, H, W)
         if config.class_conditional:
-            y = y_all[idx[sl].to(device)].masked_fill(drop[sl].to(device), unet_config.num_classes)  # (b,)
+            y = y_all[idx_l].masked_fill(_to_device(drop[sl], device), unet_config.num_classes)  # (b,)
             model_fn = lambda xt, tt: net(xt, tt, y)  # noqa: E731
         else:
             model_fn = net
         # 5. the loss: L_simple [DDPM eq. 14] or the bound's estimate [DDPM eq. 5], per image
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            per_image = loss_fn(model_fn, schedule, x0, t=t_l, eps=eps_l, reduction="none")  # (b,)
+            per_image = loss_fn(model_fn, x0, t_l, eps_l)  # (b,)
         loss = per_image.float().mean()
         # 6. gradient step: backward (DDP averages over ranks), clip, AdamW, warmup, EMA
         optimizer.zero_grad(set_to_none=True)
@@ -455,15 +485,16 @@ def _train(config, unet_config, data, model, out, resume, device, progress, data
             dist.all_reduce(loss_global)
             loss_global /= world
         history.step.append(step)
-        history.loss.append(loss_global.item())
         history.lr.append(lr)
-        history.grad_norm.append(grad_norm.item())
-        b = torch.bucketize(t_l.cpu(), edges, right=True) - 1  # (b,) bucket of each t
-        bucket_sum.index_add_(0, b, per_image.detach().double().cpu())
+        pending.append(torch.stack([loss_global.float(), grad_norm.float()]))
+        b = torch.bucketize(t_l, edges, right=True) - 1  # (b,) bucket of each t
+        bucket_sum.index_add_(0, b, per_image.detach().double())
         bucket_count.index_add_(0, b, torch.ones_like(b))
         history.elapsed_s = elapsed_before + time.perf_counter() - t_start
         if step % config.log_every == 0:  # rows at fixed steps, so a resumed run logs the same rows
+            flush()
             history.t_bucket_steps.append(step)
+            history.t_bucket_elapsed_s.append(history.elapsed_s)
             history.t_bucket_loss.append((bucket_sum / bucket_count.clamp(min=1)).masked_fill(
                 bucket_count == 0, float("nan")).tolist())
             bucket_sum.zero_(), bucket_count.zero_()
@@ -477,21 +508,23 @@ def _train(config, unet_config, data, model, out, resume, device, progress, data
         # 9. time budget (rank 0 decides, so every rank stops at the same step)
         if config.max_minutes is not None and _time_is_up(t_start, config.max_minutes, distributed, device):
             break
+    flush()
     bar.close()
     wall = time.perf_counter() - t_start
     if out is not None and saved_step != step:
         sha = checkpoint()
-    history.pending_t_bucket_sum, history.pending_t_bucket_count = bucket_sum.tolist(), bucket_count.tolist()
     steps_done = step - start_step
     return TrainResult(unwrap_model(model), ema, schedule, history, step,
                        steps_done / wall if wall > 0 else float("nan"), sha)
 
 
 def _time_is_up(t_start: float, max_minutes: float, distributed: bool, device) -> bool:
-    up = torch.tensor([float(time.perf_counter() - t_start > 60.0 * max_minutes)], device=device)
-    if distributed:
-        dist.broadcast(up, src=0)
-    return bool(up.item())
+    up = time.perf_counter() - t_start > 60.0 * max_minutes
+    if not distributed:
+        return up
+    flag = torch.tensor([float(up)], device=device)
+    dist.broadcast(flag, src=0)  # rank 0's clock decides for all
+    return bool(flag.item())
 
 
 def _check_resumable(saved: dict, now: dict) -> None:

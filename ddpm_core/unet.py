@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["UNetConfig", "UNet", "sinusoidal_embedding", "layer_summary", "LayerInfo"]
+__all__ = ["UNetConfig", "UNet", "sinusoidal_embedding", "layer_summary", "LayerInfo", "count_flops"]
 
 MAX_PERIOD = 10_000.0
 """Longest wavelength of the sinusoidal embedding, the choice of Vaswani et al. (2017, §3.5)."""
@@ -360,3 +360,33 @@ def layer_summary(model: nn.Module, x_shape, t: Tensor | int | None = None, y: T
             print(f"{r.name:<{w}}  {r.kind:<14} {str(r.output_shape):<20} {r.num_params:>9,}")
         print(f"{'total':<{w}}  {'':<14} {'':<20} {total:>9,}")
     return rows
+
+
+def count_flops(model: nn.Module, x_shape, y: Tensor | None = None, backward: bool = False) -> int:
+    """FLOPs of one forward pass (or forward + backward) at input shape (B, C, H, W).
+
+    Counted by ``torch.utils.flop_counter.FlopCounterMode`` on a real pass: convolutions, matrix
+    products and attention, with a multiply-add as 2 FLOPs. Element-wise work (norms,
+    activations, the optimizer) is not counted, the usual convention for achieved FLOP/s.
+
+    Args:
+        model: a module called as ``model(x, t[, y])``.
+        x_shape: input shape (B, C, H, W); t is set to 500 for every item.
+        y: labels, passed on only if given.
+        backward: also count the backward pass of a training step (about twice the forward).
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    if len(tuple(x_shape)) != 4:
+        raise ValueError(f"x_shape must be (B, C, H, W), got {tuple(x_shape)}")
+    device = next(model.parameters()).device
+    x = torch.randn(tuple(x_shape), device=device)
+    t = torch.full((x.shape[0],), 500, dtype=torch.long, device=device)
+    counter = FlopCounterMode(display=False)
+    with counter, torch.set_grad_enabled(backward):
+        out = model(x, t) if y is None else model(x, t, y)
+        if backward:
+            out.square().mean().backward()
+    if backward:
+        model.zero_grad(set_to_none=True)
+    return counter.get_total_flops()

@@ -35,6 +35,9 @@ def test_training_lowers_the_loss_on_a_fixed_batch(digits):
     assert loss_after < 0.7 * loss_before
     assert len(after.history.loss) == 60 and len(after.history.t_bucket_loss) == 3
     assert len(after.history.t_bucket_loss[0]) == config.num_t_buckets
+    assert after.history.t_bucket_steps == [20, 40, 60]
+    elapsed = after.history.t_bucket_elapsed_s
+    assert len(elapsed) == 3 and 0 < elapsed[0] < elapsed[1] < elapsed[2] <= after.history.elapsed_s
 
 
 def test_runs_are_reproducible_and_leave_the_callers_rng_alone(digits):
@@ -96,9 +99,11 @@ def test_config_errors():
         TrainConfig(loss="l1")
     with pytest.raises(ValueError, match="p_uncond"):
         TrainConfig(p_uncond=2.0)
-    with pytest.raises(ValueError, match="needs CUDA"):
-        train(TrainConfig(mixed_precision="bf16", num_train_steps=1, batch_size=4), TINY,
-              data=torch.zeros(4, 1, 8, 8), device="cpu", progress=False)
+    with pytest.raises(ValueError, match="mixed_precision"):
+        TrainConfig(mixed_precision="fp8")
+    with pytest.raises(ValueError, match="data contains NaN"):
+        train(TrainConfig(num_train_steps=1, batch_size=4), TINY,
+              data=torch.full((4, 1, 8, 8), float("nan")), progress=False)
 
 
 def test_cli(tmp_path):
@@ -118,3 +123,41 @@ def test_channels_last_follows_the_default_layout(digits):
     assert a.history.loss == pytest.approx(b.history.loss, rel=1e-4)
     conv = next(m for m in b.model.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+# -- the GPU path (mixed precision, torch.compile), exercised on the CPU ------------------------
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_tracks_float32(digits, precision):
+    config = TrainConfig(num_train_steps=8, batch_size=16, warmup_steps=1)
+    full = train(config, TINY, data=digits, progress=False)
+    mixed = train(TrainConfig(num_train_steps=8, batch_size=16, warmup_steps=1, mixed_precision=precision),
+                  TINY, data=digits, progress=False)
+    # same seed, same batches: the losses follow float32 to the half type's precision
+    assert mixed.history.loss == pytest.approx(full.history.loss, rel=2e-2)
+    assert mixed.history.loss != full.history.loss  # autocast really ran in the half type
+    assert all(p.dtype == torch.float32 for p in mixed.model.parameters())  # master weights stay fp32
+
+
+def test_fp16_loss_scaler_is_checkpointed_and_resumes_bitwise(tmp_path, digits):
+    config = TrainConfig(num_train_steps=4, batch_size=8, mixed_precision="fp16", checkpoint_every=0)
+    full = train(config, TINY, data=digits, out=tmp_path / "full", progress=False)
+    train(TrainConfig(num_train_steps=2, batch_size=8, mixed_precision="fp16", checkpoint_every=0), TINY,
+          data=digits, out=tmp_path / "part", progress=False)
+    scaler = load_checkpoint(tmp_path / "part" / "checkpoint.pt")["extra"]["grad_scaler"]
+    assert scaler["scale"] > 1  # fp16 runs scale the loss up before backward
+    resumed = train(config, TINY, data=digits, resume=tmp_path / "part" / "checkpoint.pt", progress=False)
+    assert resumed.history.loss == full.history.loss
+    for k, v in full.model.state_dict().items():
+        assert torch.equal(v, resumed.model.state_dict()[k]), k
+
+
+def test_compiled_training_matches_eager(digits):
+    # torch.compile (inductor, C++ code generation on a CPU) must not change the math.
+    config = TrainConfig(num_train_steps=3, batch_size=8, warmup_steps=1)
+    eager = train(config, TINY, data=digits, progress=False)
+    torch._dynamo.reset()
+    compiled = train(TrainConfig(num_train_steps=3, batch_size=8, warmup_steps=1, compile=True), TINY,
+                     data=digits, progress=False)
+    assert compiled.history.loss == pytest.approx(eager.history.loss, rel=1e-4)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1  # dynamo really captured it
+    assert not hasattr(compiled.model, "_orig_mod")  # the result holds the plain module

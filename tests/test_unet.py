@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from ddpm_core.unet import UNet, UNetConfig, layer_summary, sinusoidal_embedding
+from ddpm_core.unet import SelfAttention, UNet, UNetConfig, count_flops, layer_summary, sinusoidal_embedding
 
 
 @pytest.mark.parametrize("size", [8, 16, 28, 32, 64])
@@ -79,3 +79,31 @@ def test_layer_summary(capsys):
     assert rows[-1].output_shape == (2, 1, 8, 8)
     assert sum(r.num_params for r in rows) == sum(p.numel() for p in model.parameters())
     assert min(r.output_shape[-1] for r in rows if len(r.output_shape) == 4) == 4  # one downsampling
+
+
+@pytest.mark.parametrize("size,heads", [(8, 1), (28, 2)])
+def test_count_flops_equals_a_hand_count(size, heads):
+    # Independent count: 2·(multiply-adds) of every Conv2d and Linear from forward hooks, plus
+    # scaled-dot-product attention's two (HW × HW) products, 2 · 2·B·h·(HW)²·d.
+    model = UNet(UNetConfig(attention_heads=heads))
+    B, by_hand = 3, []
+
+    def hook(m, inputs, out):
+        if isinstance(m, torch.nn.Conv2d):
+            by_hand.append(2 * out.numel() * m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1])
+        elif isinstance(m, torch.nn.Linear):
+            by_hand.append(2 * out.numel() * m.in_features)
+        else:  # SelfAttention
+            b, c, h, w = inputs[0].shape
+            by_hand.append(2 * 2 * b * m.heads * (h * w) ** 2 * (c // m.heads))
+
+    kinds = (torch.nn.Conv2d, torch.nn.Linear, SelfAttention)
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, kinds)]
+    flops = count_flops(model, (B, 1, size, size))
+    for h in handles:
+        h.remove()
+    assert flops == sum(by_hand)
+    assert count_flops(model, (2 * B, 1, size, size)) == 2 * flops  # linear in the batch
+    # a training step: backward costs about twice the forward (no input gradient for the first conv)
+    assert 2.5 * flops < count_flops(model, (B, 1, size, size), backward=True) <= 3 * flops
+    assert all(p.grad is None for p in model.parameters())  # the count leaves no gradients behind
