@@ -52,8 +52,7 @@ def q_mean_variance(s: NoiseSchedule, x0: Tensor, t) -> tuple[Tensor, Tensor]:
     """
     check_tensor("x0", x0)
     t = check_timesteps(t, s.num_steps, x0.shape[0], allow_zero=True, device=s.device)
-    alpha_bar = extract(s.alpha_bars, t, x0.shape)
-    return alpha_bar.sqrt() * x0, 1.0 - alpha_bar
+    return extract(s.alpha_bars, t, x0.shape).sqrt() * x0, extract(s.one_minus_alpha_bars, t, x0.shape)
 
 
 def q_sample(s: NoiseSchedule, x0: Tensor, t, eps: Tensor) -> Tensor:
@@ -75,5 +74,4 @@ def q_sample(s: NoiseSchedule, x0: Tensor, t, eps: Tensor) -> Tensor:
 
 
 def _q_sample(s: NoiseSchedule, x0: Tensor, t: Tensor, eps: Tensor) -> Tensor:
-    alpha_bar = extract(s.alpha_bars, t, x0.shape)
-    return alpha_bar.sqrt() * x0 + (1.0 - alpha_bar).sqrt() * eps
+    return extract(s.alpha_bars, t, x0.shape).sqrt() * x0 + extract(s.one_minus_alpha_bars, t, x0.shape).sqrt() * eps

@@ -58,8 +58,7 @@ def x0_from_eps(s: NoiseSchedule, xt: Tensor, t, eps: Tensor) -> Tensor:
 
 
 def _x0_from_eps(s: NoiseSchedule, xt: Tensor, t: Tensor, eps: Tensor) -> Tensor:
-    alpha_bar = extract(s.alpha_bars, t, xt.shape)
-    return (xt - (1.0 - alpha_bar).sqrt() * eps) / alpha_bar.sqrt()
+    return (xt - extract(s.one_minus_alpha_bars, t, xt.shape).sqrt() * eps) / extract(s.alpha_bars, t, xt.shape).sqrt()
 
 
 def eps_from_x0(s: NoiseSchedule, xt: Tensor, t, x0: Tensor) -> Tensor:
@@ -74,8 +73,11 @@ def eps_from_x0(s: NoiseSchedule, xt: Tensor, t, x0: Tensor) -> Tensor:
     check_tensor("x0", x0)
     check_same_shape(xt=xt, x0=x0)
     t = check_timesteps(t, s.num_steps, xt.shape[0], device=s.device)
-    alpha_bar = extract(s.alpha_bars, t, xt.shape)
-    return (xt - alpha_bar.sqrt() * x0) / (1.0 - alpha_bar).sqrt()
+    return _eps_from_x0(s, xt, t, x0)
+
+
+def _eps_from_x0(s: NoiseSchedule, xt: Tensor, t: Tensor, x0: Tensor) -> Tensor:
+    return (xt - extract(s.alpha_bars, t, xt.shape).sqrt() * x0) / extract(s.one_minus_alpha_bars, t, xt.shape).sqrt()
 
 
 def p_mean_variance(s: NoiseSchedule, eps_theta: Tensor, xt: Tensor, t, variance: str = "beta_tilde",
@@ -111,6 +113,6 @@ def _p_mean_variance(s: NoiseSchedule, eps_theta: Tensor, xt: Tensor, t: Tensor,
         x0_hat = _x0_from_eps(s, xt, t, eps_theta).clamp(-1.0, 1.0)
         mean, _ = _q_posterior(s, x0_hat, xt, t)
     else:
-        coef = extract(s.betas, t, xt.shape) / (1.0 - extract(s.alpha_bars, t, xt.shape)).sqrt()
+        coef = extract(s.betas, t, xt.shape) / extract(s.one_minus_alpha_bars, t, xt.shape).sqrt()
         mean = (xt - coef * eps_theta) / extract(s.alphas, t, xt.shape).sqrt()
     return mean, var

@@ -15,7 +15,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from ._checks import check_choice, check_same_shape, check_tensor, check_timesteps, check_unit_interval
-from .posterior import _p_mean_variance, _x0_from_eps
+from .posterior import _eps_from_x0, _p_mean_variance, _x0_from_eps
 from .schedule import REVERSE_VARIANCES, NoiseSchedule
 from .utils import extract, randn
 
@@ -169,14 +169,18 @@ def ddim_step(s: NoiseSchedule, eps_theta: Tensor, xt: Tensor, t, t_prev, eta: f
 
 
 def _ddim_step(s, eps_theta, xt, t, t_prev, eta, generator, clip_x0) -> Tensor:
-    alpha_bar = extract(s.alpha_bars, t, xt.shape)
     alpha_bar_prev = extract(s.alpha_bars, t_prev, xt.shape)
+    var, var_prev = extract(s.one_minus_alpha_bars, t, xt.shape), extract(s.one_minus_alpha_bars, t_prev, xt.shape)
     x0_hat = _x0_from_eps(s, xt, t, eps_theta)
     if clip_x0:
         x0_hat = x0_hat.clamp(-1.0, 1.0)
-        eps_theta = (xt - alpha_bar.sqrt() * x0_hat) / (1.0 - alpha_bar).sqrt()
-    sigma = eta * ((1 - alpha_bar_prev) / (1 - alpha_bar) * (1 - alpha_bar / alpha_bar_prev)).sqrt()
-    direction = (1.0 - alpha_bar_prev - sigma**2).clamp(min=0.0).sqrt() * eps_theta
+        eps_theta = _eps_from_x0(s, xt, t, x0_hat)
+    # 1 - ᾱ_t/ᾱ_t', computed without cancellation: while ᾱ_t' > 1/2 the ratio is near 1, so use
+    # (ᾱ_t' - ᾱ_t)/ᾱ_t' = ((1-ᾱ_t) - (1-ᾱ_t'))/ᾱ_t' with the stored 1-ᾱ; below, the ratio itself
+    one_minus_ratio = torch.where(alpha_bar_prev > 0.5, (var - var_prev) / alpha_bar_prev,
+                                  1.0 - extract(s.alpha_bars, t, xt.shape) / alpha_bar_prev)
+    sigma = eta * (var_prev / var * one_minus_ratio).sqrt()
+    direction = (var_prev - sigma**2).clamp(min=0.0).sqrt() * eps_theta
     x_prev = alpha_bar_prev.sqrt() * x0_hat + direction
     if eta > 0:
         x_prev = x_prev + sigma * randn(xt.shape, generator, xt.device, xt.dtype)

@@ -3,6 +3,8 @@ r"""Noise schedules $\beta_1, \dots, \beta_T$ and every per-timestep quantity de
 Arrays have length $T+1$ and are indexed by the paper's timestep $t$ itself: index 0 is clean
 data ($\beta_0 = 0$, $\bar\alpha_0 = 1$), index $t \in 1..T$ is step $t$. Everything is computed
 in float64 (products of a thousand numbers near 1 lose digits in float32) and stored as float32.
+$1 - \bar\alpha_t$ is stored too: computed from a float32 $\bar\alpha_t \approx 1$ it would keep
+only a few digits at small t ($1 - \bar\alpha_1 = \beta_1 = 10^{-4}$, off by ~3e-4 relative).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class NoiseSchedule:
         betas: $\beta_t$, with ``betas[0] = 0``.
         alphas: $\alpha_t = 1 - \beta_t$.
         alpha_bars: $\bar\alpha_t = \prod_{s=1}^t \alpha_s$, with ``alpha_bars[0] = 1``.
+        one_minus_alpha_bars: $1 - \bar\alpha_t$, the variance of $q(x_t|x_0)$, computed in float64.
         beta_tildes: $\tilde\beta_t = \frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}\beta_t$ [DDPM eq. 7]
             (``beta_tildes[0] = 0`` and, since $\bar\alpha_0 = 1$, ``beta_tildes[1] = 0``).
         snr: $\mathrm{SNR}(t) = \bar\alpha_t / (1-\bar\alpha_t)$ [VDM eq. 4]; ``snr[0] = inf``.
@@ -42,6 +45,7 @@ class NoiseSchedule:
     betas: Tensor
     alphas: Tensor
     alpha_bars: Tensor
+    one_minus_alpha_bars: Tensor
     beta_tildes: Tensor
     snr: Tensor
     posterior_coef_x0: Tensor
@@ -69,7 +73,7 @@ class NoiseSchedule:
         coef_x0 = torch.where(one_minus > 0, alpha_bars_prev.sqrt() * betas / denom, 0.0)
         coef_xt = torch.where(one_minus > 0, alphas.sqrt() * (1.0 - alpha_bars_prev) / denom, 0.0)
         f32 = lambda v: v.to(torch.float32)  # noqa: E731
-        return cls(name, f32(betas), f32(alphas), f32(alpha_bars), f32(beta_tildes), f32(snr),
+        return cls(name, f32(betas), f32(alphas), f32(alpha_bars), f32(one_minus), f32(beta_tildes), f32(snr),
                    f32(coef_x0), f32(coef_xt))
 
     @classmethod

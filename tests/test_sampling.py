@@ -128,3 +128,21 @@ def test_pinned_numbers_from_a_seeded_run():
 
 PINNED_DDPM = [0.870466, 0.962841, -2.865243, -0.020507]
 PINNED_DDIM = [1.639718, -0.330639, -2.355706, 0.595086]
+
+
+@pytest.mark.parametrize("t, t_prev", [(2, 1), (3, 1), (10, 9), (20, 2), (100, 99), (500, 450), (999, 998),
+                                       (1000, 999), (1000, 950), (50, 0)])
+def test_ddim_sigma_is_accurate_at_every_t(t, t_prev):
+    # x_t = 0 and eps_theta = 0 leave x_{t'} = sigma z: sigma^2 against DDIM eq. 16 in float64, at the
+    # ends of the schedule where 1 - ᾱ_t/ᾱ_t' or (1-ᾱ_t) - (1-ᾱ_t') would lose digits in float32.
+    s = dc.NoiseSchedule.linear()
+    ab = torch.cat([torch.ones(1, dtype=torch.float64),
+                    torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64), 0)])
+    sigma2 = (1 - ab[t_prev]) / (1 - ab[t]) * (1 - ab[t] / ab[t_prev])
+    zeros = torch.zeros(4096, 1)
+    x_prev = dc.ddim_step(s, zeros, zeros, t, t_prev, eta=1.0, generator=torch.Generator().manual_seed(0))
+    z = torch.randn(4096, 1, generator=torch.Generator().manual_seed(0))
+    if t_prev == 0:
+        assert torch.equal(x_prev, zeros)  # the last step adds no noise
+    else:
+        torch.testing.assert_close((x_prev / z).pow(2).double(), sigma2.expand(4096, 1), rtol=1e-5, atol=0)

@@ -15,7 +15,7 @@ def schedule(request):
 
 def test_paper_indexing(schedule):
     T = schedule.num_steps
-    for name in ("betas", "alphas", "alpha_bars", "beta_tildes", "snr"):
+    for name in ("betas", "alphas", "alpha_bars", "one_minus_alpha_bars", "beta_tildes", "snr"):
         arr = getattr(schedule, name)
         assert arr.shape == (T + 1,), name
         assert arr.dtype == torch.float32, name
@@ -89,3 +89,15 @@ def test_cosine_rejects_bad_input(kwargs):
 def test_from_betas_rejects_bad_betas(betas):
     with pytest.raises(ValueError, match="beta"):
         dc.NoiseSchedule.from_betas(torch.tensor(betas, dtype=torch.float64))
+
+
+def test_one_minus_alpha_bar_keeps_its_digits_at_small_t():
+    # 1 - ᾱ_t from the float32 ᾱ_t ≈ 1 loses digits to cancellation; the stored array does not.
+    s = dc.NoiseSchedule.linear()
+    betas = torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64)
+    exact = torch.cat([torch.zeros(1, dtype=torch.float64), 1 - torch.cumprod(1 - betas, 0)])
+    torch.testing.assert_close(s.one_minus_alpha_bars.double(), exact, rtol=1e-6, atol=0)
+    naive = 1 - s.alpha_bars[1:3].double()
+    assert ((naive - exact[1:3]).abs() / exact[1:3]).max() > 1e-5  # why the array exists
+    mean, var = dc.q_mean_variance(s, torch.ones(1, 1), 1)
+    assert var.item() == pytest.approx(1e-4, rel=1e-6)  # Var q(x_1|x_0) = β_1
