@@ -61,11 +61,15 @@ def plot(res: dict, path: Path) -> None:
     axes[0].legend()
     rows = res["vs_sampling_steps"]
     n_common = max({r["num_samples"] for r in rows}, key=[r["num_samples"] for r in rows].count)
-    for i, r in enumerate(rows):
-        label = r["sampler"] + ("" if r["num_samples"] == n_common else f"\n(N={r['num_samples']})")
-        axes[1].scatter(r["sample_wall_s"], r["fid"], color="C1" if r["sampler"].startswith("DDPM") else "C0")
-        axes[1].annotate(label, (r["sample_wall_s"], r["fid"]), textcoords="offset points",
-                         xytext=(4, 5 if i % 2 == 0 else -14))  # alternate above/below: no overlaps
+    for r in rows:
+        ddpm = r["sampler"].startswith("DDPM")
+        label = ("DDPM-1000" if ddpm else f"S={r['steps']}") + (
+            "" if r["num_samples"] == n_common else f" (N={r['num_samples']})")
+        axes[1].scatter(r["sample_wall_s"], r["fid"], color="C1" if ddpm else "C0",
+                        label=("DDPM-1000" if ddpm else "DDIM-S, η = 0") if r in (rows[0], rows[-1]) else None)
+        axes[1].annotate(label, (r["sample_wall_s"], r["fid"]), textcoords="offset points", xytext=(2, 5),
+                         fontsize=8.5)
+    axes[1].legend(loc="upper right")
     axes[1].margins(x=0.3, y=0.15)
     axes[1].axhline(floor, color="gray", ls="--")
     axes[1].set(xlabel=f"sampling wall time (s) for N={n_common} samples", ylabel="digits-FID",

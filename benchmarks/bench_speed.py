@@ -45,6 +45,17 @@ def n_params(m) -> int:
     return sum(p.numel() for p in m.parameters())
 
 
+def forward_gflop(lib, shape) -> float:
+    """GFLOP of one forward pass of ``lib``'s network on a batch of ``shape`` (FlopCounterMode)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.zeros(shape, device=lib.device)
+    t = torch.full((shape[0],), 500, device=lib.device)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        lib.model(x, t)
+    return counter.get_total_flops() / 1e9
+
+
 def time_it(fn, sync) -> float:
     sync()
     t0 = time.perf_counter()
@@ -121,6 +132,7 @@ def main(argv=None) -> dict:
     p.add_argument("--sample-batch", type=int, default=16)
     p.add_argument("--sizes", type=int, nargs="+", default=[16, 28])
     p.add_argument("--skip-ddpm-1000", action="store_true", help="only DDIM-50 sampling (saves minutes on CPU)")
+    p.add_argument("--flops-only", action="store_true", help="only print each network's FLOPs per forward pass")
     p.add_argument("--json", type=Path, default=Path("benchmarks/results/speed.json"))
     args = p.parse_args(argv)
 
@@ -135,6 +147,12 @@ def main(argv=None) -> dict:
         libs = [Ours(size, device), Theirs(size, device)]
         x0 = torch.rand(args.batch, 1, size, size, device=device) * 2 - 1
         params = {lib.name: n_params(lib.model) for lib in libs}
+        shape = (args.sample_batch, 1, size, size)
+        gflop = {lib.name: forward_gflop(lib, shape) for lib in libs}
+        print(f"{size:>3}x{size:<3} forward pass of {args.sample_batch} images: " + "   ".join(
+            f"{k} {v:.2f} GFLOP" for k, v in gflop.items()), flush=True)
+        if args.flops_only:
+            continue
         tasks = [("train steps/s", lambda lib: lib.train_steps(x0, args.train_steps), args.train_steps)]
         kinds = ["ddim"] + ([] if args.skip_ddpm_1000 else ["ddpm"])
         for kind in kinds:
@@ -156,11 +174,13 @@ def main(argv=None) -> dict:
                 val = med
                 ratio = med["diffusers"] / med["ddpm_core"]
             row = {"size": size, "task": label, "ddpm_core": val["ddpm_core"], "diffusers": val["diffusers"],
-                   "speedup": ratio, "params": params, "all_times_s": times}
+                   "speedup": ratio, "params": params, "forward_gflop": gflop, "all_times_s": times}
             results["rows"].append(row)
             print(f"{size:>3}x{size:<3} {label:<22} ddpm_core {val['ddpm_core']:8.3f}   diffusers "
                   f"{val['diffusers']:8.3f}   ddpm_core speed-up ×{ratio:.2f}   "
                   f"(params {params['ddpm_core']:,} vs {params['diffusers']:,})", flush=True)
+    if args.flops_only:
+        return results
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=1))
     print(f"wrote {args.json}")
