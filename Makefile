@@ -45,11 +45,13 @@ $(VENV)/.installed: requirements.txt pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
-# System packages from apt, only when missing: chromium for the browser test, npm for vendoring.
+# System packages from apt, only when missing: chromium for the browser test, npm for vendoring,
+# g++ for torch.compile's CPU code generation (tests/test_train.py compiles a small model).
 system-deps:
 	@missing=""; \
 	[ -x $(CHROMIUM) ] || missing="$$missing chromium"; \
 	command -v npm >/dev/null || missing="$$missing npm"; \
+	command -v g++ >/dev/null || missing="$$missing g++"; \
 	if [ -n "$$missing" ]; then \
 	  if command -v apt-get >/dev/null && { [ -z "$(SUDO)" ] || sudo -n true 2>/dev/null; }; then \
 	    echo "setup: installing$$missing with apt-get"; \
