@@ -1,7 +1,7 @@
 # The DDPM book: build and test.
 #
 #   make setup     .venv (Python 3.11) with requirements.txt and ddpm_core (editable); Debian
-#                  chromium if /usr/bin/chromium is missing; npm if missing (Debian); the pinned
+#                  chromium if /usr/bin/chromium is missing; npm and g++ if missing; the pinned
 #                  widget JS and MathJax vendored into book/_static/vendor/ (ignored by git)
 #   make execute   run every chapter notebook in place (stores outputs + widget state)
 #   make book      setup + execute + build the HTML into _build/html (zero warnings allowed)
