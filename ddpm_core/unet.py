@@ -382,11 +382,17 @@ def count_flops(model: nn.Module, x_shape, y: Tensor | None = None, backward: bo
     device = next(model.parameters()).device
     x = torch.randn(tuple(x_shape), device=device)
     t = torch.full((x.shape[0],), 500, dtype=torch.long, device=device)
+    params = list(model.parameters())
+    saved_grads = [p.grad for p in params]  # the caller's gradients survive the count
     counter = FlopCounterMode(display=False)
-    with counter, torch.set_grad_enabled(backward):
-        out = model(x, t) if y is None else model(x, t, y)
-        if backward:
-            out.square().mean().backward()
-    if backward:
-        model.zero_grad(set_to_none=True)
+    try:
+        for p in params:
+            p.grad = None
+        with counter, torch.set_grad_enabled(backward):
+            out = model(x, t) if y is None else model(x, t, y)
+            if backward:
+                out.square().mean().backward(inputs=params)
+    finally:
+        for p, g in zip(params, saved_grads):
+            p.grad = g
     return counter.get_total_flops()

@@ -107,3 +107,6 @@ def test_count_flops_equals_a_hand_count(size, heads):
     # a training step: backward costs about twice the forward (no input gradient for the first conv)
     assert 2.5 * flops < count_flops(model, (B, 1, size, size), backward=True) <= 3 * flops
     assert all(p.grad is None for p in model.parameters())  # the count leaves no gradients behind
+    model.conv_in.weight.grad = torch.ones_like(model.conv_in.weight)  # ... and keeps the caller's
+    count_flops(model, (B, 1, size, size), backward=True)
+    assert torch.equal(model.conv_in.weight.grad, torch.ones_like(model.conv_in.weight))
