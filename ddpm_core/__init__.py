@@ -23,7 +23,7 @@ from .data import (GaussianMixture2D, from_image, load_digits, load_mnist, swiss
                    two_moons)
 from .ema import EMA
 from .checkpoint import CheckpointError, file_sha256, load_checkpoint, save_checkpoint
-from .train import TrainConfig, TrainHistory, TrainResult, train
+from .training import TrainConfig, TrainHistory, TrainResult, train
 from .guidance import guided
 from .metrics import (DigitsClassifier, DigitsQuality, digits_fid, digits_fid_floor, digits_quality,
                       digits_reference_split, frechet_distance, load_digits_classifier,

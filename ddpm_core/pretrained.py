@@ -25,7 +25,7 @@ from torch import nn
 
 from .checkpoint import CheckpointError, file_sha256, load_checkpoint, save_checkpoint
 from .schedule import NoiseSchedule
-from .train import TrainConfig, schedule_from_config
+from .training import TrainConfig, schedule_from_config
 from .unet import UNet, UNetConfig
 from .utils import default_device
 
@@ -51,7 +51,7 @@ class Pretrained:
     info: dict
     """The JSON record: command, wall_time_s, steps_per_s, sha256, ..."""
     history: dict = field(default_factory=dict, repr=False)
-    """The run's :class:`~ddpm_core.train.TrainHistory` as a dict (loss per step, per t-bucket)."""
+    """The run's :class:`~ddpm_core.training.TrainHistory` as a dict (loss per step, per t-bucket)."""
 
     @property
     def num_classes(self) -> int | None:

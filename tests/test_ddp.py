@@ -9,7 +9,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from ddpm_core.data import load_digits
-from ddpm_core.train import TrainConfig, build_model, train
+from ddpm_core.training import TrainConfig, build_model, train
 from ddpm_core.unet import UNetConfig
 
 CONFIG = TrainConfig(num_train_steps=4, batch_size=16, warmup_steps=1)
