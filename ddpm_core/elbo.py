@@ -39,7 +39,8 @@ def prior_bpd(s: NoiseSchedule, x0: Tensor) -> Tensor:
     check_tensor("x0", x0)
     t = torch.full((x0.shape[0],), s.num_steps, dtype=torch.long, device=s.device)
     alpha_bar = extract(s.alpha_bars, t, x0.shape).to(x0.device)
-    mean, var = alpha_bar.sqrt() * x0, extract(s.one_minus_alpha_bars, t, x0.shape).to(x0.device).expand_as(x0)
+    one_minus = extract(s.one_minus_alpha_bars, t, x0.shape).to(x0.device)
+    mean, var = alpha_bar.sqrt() * x0, one_minus.expand_as(x0)
     zero = torch.zeros_like(x0)
     return _bits_per_dim(normal_kl(mean, var.log(), zero, zero))
 

@@ -52,7 +52,8 @@ def q_mean_variance(s: NoiseSchedule, x0: Tensor, t) -> tuple[Tensor, Tensor]:
     """
     check_tensor("x0", x0)
     t = check_timesteps(t, s.num_steps, x0.shape[0], allow_zero=True, device=s.device)
-    return extract(s.alpha_bars, t, x0.shape).sqrt() * x0, extract(s.one_minus_alpha_bars, t, x0.shape)
+    alpha_bar, one_minus = extract(s.alpha_bars, t, x0.shape), extract(s.one_minus_alpha_bars, t, x0.shape)
+    return alpha_bar.sqrt() * x0, one_minus
 
 
 def q_sample(s: NoiseSchedule, x0: Tensor, t, eps: Tensor) -> Tensor:
@@ -74,4 +75,5 @@ def q_sample(s: NoiseSchedule, x0: Tensor, t, eps: Tensor) -> Tensor:
 
 
 def _q_sample(s: NoiseSchedule, x0: Tensor, t: Tensor, eps: Tensor) -> Tensor:
-    return extract(s.alpha_bars, t, x0.shape).sqrt() * x0 + extract(s.one_minus_alpha_bars, t, x0.shape).sqrt() * eps
+    alpha_bar, one_minus = extract(s.alpha_bars, t, x0.shape), extract(s.one_minus_alpha_bars, t, x0.shape)
+    return alpha_bar.sqrt() * x0 + one_minus.sqrt() * eps

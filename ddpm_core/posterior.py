@@ -58,7 +58,8 @@ def x0_from_eps(s: NoiseSchedule, xt: Tensor, t, eps: Tensor) -> Tensor:
 
 
 def _x0_from_eps(s: NoiseSchedule, xt: Tensor, t: Tensor, eps: Tensor) -> Tensor:
-    return (xt - extract(s.one_minus_alpha_bars, t, xt.shape).sqrt() * eps) / extract(s.alpha_bars, t, xt.shape).sqrt()
+    alpha_bar, one_minus = extract(s.alpha_bars, t, xt.shape), extract(s.one_minus_alpha_bars, t, xt.shape)
+    return (xt - one_minus.sqrt() * eps) / alpha_bar.sqrt()
 
 
 def eps_from_x0(s: NoiseSchedule, xt: Tensor, t, x0: Tensor) -> Tensor:
@@ -77,7 +78,8 @@ def eps_from_x0(s: NoiseSchedule, xt: Tensor, t, x0: Tensor) -> Tensor:
 
 
 def _eps_from_x0(s: NoiseSchedule, xt: Tensor, t: Tensor, x0: Tensor) -> Tensor:
-    return (xt - extract(s.alpha_bars, t, xt.shape).sqrt() * x0) / extract(s.one_minus_alpha_bars, t, xt.shape).sqrt()
+    alpha_bar, one_minus = extract(s.alpha_bars, t, xt.shape), extract(s.one_minus_alpha_bars, t, xt.shape)
+    return (xt - alpha_bar.sqrt() * x0) / one_minus.sqrt()
 
 
 def p_mean_variance(s: NoiseSchedule, eps_theta: Tensor, xt: Tensor, t, variance: str = "beta_tilde",

@@ -170,7 +170,8 @@ def ddim_step(s: NoiseSchedule, eps_theta: Tensor, xt: Tensor, t, t_prev, eta: f
 
 def _ddim_step(s, eps_theta, xt, t, t_prev, eta, generator, clip_x0) -> Tensor:
     alpha_bar_prev = extract(s.alpha_bars, t_prev, xt.shape)
-    var, var_prev = extract(s.one_minus_alpha_bars, t, xt.shape), extract(s.one_minus_alpha_bars, t_prev, xt.shape)
+    var = extract(s.one_minus_alpha_bars, t, xt.shape)  # 1 - ᾱ_t
+    var_prev = extract(s.one_minus_alpha_bars, t_prev, xt.shape)  # 1 - ᾱ_t'
     x0_hat = _x0_from_eps(s, xt, t, eps_theta)
     if clip_x0:
         x0_hat = x0_hat.clamp(-1.0, 1.0)
