@@ -21,8 +21,8 @@
    8×8. On MNIST (``--dataset mnist``, which needs the network) this is a proxy across two digit
    styles; the grids are there for the eye.
 
-On a GPU the defaults measure the real thing. On a CPU it runs too: slowly, with smaller
-defaults, and bf16 is slower there than float32. That is how the test suite checks this script.
+On a GPU the defaults measure the real thing. On a CPU it runs too, slowly and with smaller
+defaults; that is how the test suite checks this script.
 
     python benchmarks/bench_gpu.py                               # speed table (GPU: batch 128)
     python benchmarks/bench_gpu.py --minutes 0.5 1 2 5 --dataset mnist   # + time to samples

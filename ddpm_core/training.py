@@ -105,7 +105,8 @@ class TrainConfig:
     """IDDPM's offset s (used when schedule="cosine")."""
     mixed_precision: str = "auto"
     """"auto": bf16 autocast on CUDA with bf16 support, else fp16 with loss scaling; none off CUDA.
-    "bf16"/"fp16" force it (on a CPU too, where it is slower but tests the GPU path)."""
+    "bf16"/"fp16" force it, on a CPU too (how the tests exercise the GPU path; off by default there
+    because the chapters' stored outputs are float32 results)."""
     channels_last: bool = False
     """NHWC memory layout for model and data: faster convolutions on tensor-core GPUs; ≤ 1.03× on a CPU."""
     compile: bool = False
@@ -253,8 +254,9 @@ def _autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | 
     """The autocast dtype, or None for full precision.
 
     "auto" turns mixed precision on only on CUDA: bf16 where the GPU supports it, else fp16 (with
-    loss scaling). An explicit "bf16" or "fp16" also runs on a CPU: slower there than float32, but
-    it is how the tests exercise the GPU path on a machine without one.
+    loss scaling). An explicit "bf16" or "fp16" also runs on a CPU, which is how the tests exercise
+    the GPU path on a machine without one (whether it is faster there depends on the CPU: bf16 was
+    1.27x float32 on the project's 2-core machine, see benchmarks/README.md).
     """
     if config.mixed_precision == "no" or (config.mixed_precision == "auto" and device.type != "cuda"):
         return None
