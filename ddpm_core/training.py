@@ -104,7 +104,8 @@ class TrainConfig:
     cosine_s: float = 0.008
     """IDDPM's offset s (used when schedule="cosine")."""
     mixed_precision: str = "auto"
-    """"auto": bf16 autocast on CUDA with bf16 support, else fp16 with loss scaling; none off CUDA.
+    """"auto": bf16 autocast on a CUDA GPU with native bf16 (Ampere or newer), else fp16 with loss
+    scaling (a T4 emulates bf16, slowly); none off CUDA.
     "bf16"/"fp16" force it, on a CPU too (how the tests exercise the GPU path; off by default there
     because the chapters' stored outputs are float32 results)."""
     channels_last: bool = False
@@ -253,14 +254,18 @@ class TrainResult:
 def _autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
     """The autocast dtype, or None for full precision.
 
-    "auto" turns mixed precision on only on CUDA: bf16 where the GPU supports it, else fp16 (with
-    loss scaling). An explicit "bf16" or "fp16" also runs on a CPU, which is how the tests exercise
+    "auto" turns mixed precision on only on CUDA: bf16 where the GPU has it natively (compute
+    capability 8.0 or newer), else fp16 with loss scaling. ``torch.cuda.is_bf16_supported()`` alone
+    says yes on Colab's free T4 too, where bf16 is emulated and slower than fp16, hence
+    ``including_emulation=False``. An explicit "bf16" or "fp16" also runs on a CPU, which is how the tests exercise
     the GPU path on a machine without one (whether it is faster there depends on the CPU: bf16 was
     1.27x float32 on the project's 2-core machine, see benchmarks/README.md).
     """
     if config.mixed_precision == "no" or (config.mixed_precision == "auto" and device.type != "cuda"):
         return None
-    if config.mixed_precision == "bf16" or (config.mixed_precision == "auto" and torch.cuda.is_bf16_supported()):
+    if config.mixed_precision == "bf16" or (
+        config.mixed_precision == "auto" and torch.cuda.is_bf16_supported(including_emulation=False)
+    ):
         return torch.bfloat16
     return torch.float16
 

@@ -138,6 +138,19 @@ def test_mixed_precision_tracks_float32(digits, precision):
     assert all(p.dtype == torch.float32 for p in mixed.model.parameters())  # master weights stay fp32
 
 
+@pytest.mark.parametrize("native_bf16, expected", [(True, torch.bfloat16), (False, torch.float16)])
+def test_auto_precision_takes_bf16_only_where_the_gpu_has_it_natively(monkeypatch, native_bf16, expected):
+    # A T4 (Colab's free GPU) reports bf16 support through emulation; "auto" must pick fp16 there.
+    from ddpm_core.training import _autocast_dtype
+
+    def is_bf16_supported(including_emulation=True):
+        return native_bf16 or including_emulation
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", is_bf16_supported)
+    assert _autocast_dtype(TrainConfig(), torch.device("cuda")) is expected
+    assert _autocast_dtype(TrainConfig(), torch.device("cpu")) is None
+
+
 def test_fp16_loss_scaler_is_checkpointed_and_resumes_bitwise(tmp_path, digits):
     config = TrainConfig(num_train_steps=4, batch_size=8, mixed_precision="fp16", checkpoint_every=0)
     full = train(config, TINY, data=digits, out=tmp_path / "full", progress=False)
