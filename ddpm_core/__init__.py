@@ -7,7 +7,7 @@ Meng & Ermon 2021; [SDE] Song et al. 2021; [CFG] Ho & Salimans 2022; [VDM] Kingm
 """
 
 # core math (chapters 1-4, 7)
-from .utils import default_device, extract, randn, seed_everything
+from .utils import default_device, extract, randn, seed_everything, wide_float
 from .schedule import REVERSE_VARIANCES, NoiseSchedule
 from .forward import q_mean_variance, q_sample, q_step_mean_variance, q_step_sample
 from .posterior import eps_from_x0, p_mean_variance, q_posterior, x0_from_eps

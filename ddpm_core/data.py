@@ -202,6 +202,11 @@ def _check_n(n) -> None:
         raise ValueError(f"n must be a positive int, got {n!r}")
 
 
+def _cpu64(x: Tensor) -> Tensor:
+    """x in float64 on the CPU (differentiable): the mixture's exact formulas run there on any device."""
+    return x.to("cpu", torch.float64)
+
+
 class GaussianMixture2D:
     r"""A mixture of Gaussians in 2-D whose score is known exactly, also after diffusion.
 
@@ -276,7 +281,7 @@ class GaussianMixture2D:
     def log_prob(self, x: Tensor, alpha_bar: float = 1.0) -> Tensor:
         r"""$\log p_t(x)$ (nats), shape (N,), for x of shape (N, 2); ``alpha_bar=1`` is the data."""
         x = self._check_x(x)
-        return self.distribution(alpha_bar).log_prob(x.double()).to(x.dtype)
+        return self.distribution(alpha_bar).log_prob(_cpu64(x)).to(x.device, x.dtype)
 
     def score(self, x: Tensor) -> Tensor:
         r"""$\nabla_x \log p(x)$ of the clean mixture, (N, 2)."""
@@ -287,7 +292,7 @@ class GaussianMixture2D:
         """Component responsibilities r (N, K), and Σ_t^{-1}(x - √ᾱ μ_k) (N, K, 2)."""
         means_t = math.sqrt(a) * self.means  # (K, 2)
         covs_t = a * self.covs + (1 - a) * torch.eye(2, dtype=torch.float64)  # (K, 2, 2)
-        diff = x.double()[:, None, :] - means_t[None]  # (N, K, 2)
+        diff = _cpu64(x)[:, None, :] - means_t[None]  # (N, K, 2)
         prec_diff = torch.linalg.solve(covs_t[None], diff[..., None])[..., 0]  # (N, K, 2)
         log_n = (-0.5 * (diff * prec_diff).sum(-1) - 0.5 * torch.logdet(covs_t)[None]
                  - math.log(2 * math.pi))  # (N, K), log N(x; μ_k,t, Σ_k,t)
@@ -302,7 +307,7 @@ class GaussianMixture2D:
         """
         x = self._check_x(x)
         r, prec_diff, _ = self._posterior(x, self._alpha_bar(alpha_bar))
-        return (-(r[..., None] * prec_diff).sum(1)).to(x.dtype)
+        return (-(r[..., None] * prec_diff).sum(1)).to(x.device, x.dtype)
 
     def eps_star(self, xt: Tensor, alpha_bar: float) -> Tensor:
         r"""The optimal noise prediction $\epsilon^*(x_t) = E[\epsilon \mid x_t]$, (N, 2).
@@ -319,8 +324,8 @@ class GaussianMixture2D:
         means_t = math.sqrt(a) * self.means
         cov_eps_x = math.sqrt(1 - a) * torch.eye(2, dtype=torch.float64)  # Cov(ε, x_t | k)
         gain = cov_eps_x @ torch.linalg.inv(covs_t)  # (K, 2, 2): Cov(ε,x_t) Cov(x_t)^{-1}
-        e_k = (gain[None] @ (xt.double()[:, None, :] - means_t[None])[..., None])[..., 0]  # (N, K, 2)
-        return (r[..., None] * e_k).sum(1).to(xt.dtype)
+        e_k = (gain[None] @ (_cpu64(xt)[:, None, :] - means_t[None])[..., None])[..., 0]  # (N, K, 2)
+        return (r[..., None] * e_k).sum(1).to(xt.device, xt.dtype)
 
     def x0_star(self, xt: Tensor, alpha_bar: float) -> Tensor:
         r"""The optimal denoiser $E[x_0 \mid x_t] = (x_t - \sqrt{1-\bar\alpha}\,\epsilon^*)/\sqrt{\bar\alpha}$ [DDPM eq. 15]."""

@@ -44,7 +44,7 @@ from .losses import _loss_simple_per_image, loss_vlb
 from .sampling import ddim_sample
 from .schedule import NoiseSchedule
 from .unet import UNet, UNetConfig
-from .utils import default_device
+from .utils import default_device, wide_float
 
 __all__ = ["TrainConfig", "TrainHistory", "TrainResult", "train", "load_dataset", "build_model",
            "schedule_from_config", "main"]
@@ -425,7 +425,7 @@ def _train(config, unet_config, data, model, out, resume, device, progress, data
     # steps, at checkpoints and at the end: a .item() per step would stall a GPU on every step.
     edges = torch.tensor(history.t_bucket_edges, device=device)
     bucket_sum = torch.tensor(history.pending_t_bucket_sum or [0.0] * config.num_t_buckets,
-                              dtype=torch.float64, device=device)
+                              dtype=wide_float(device), device=device)
     bucket_count = torch.tensor(history.pending_t_bucket_count or [0] * config.num_t_buckets,
                                 dtype=torch.long, device=device)
     pending: list[Tensor] = []  # (loss, grad norm) of each step not yet in history
@@ -494,7 +494,7 @@ def _train(config, unet_config, data, model, out, resume, device, progress, data
         history.lr.append(lr)
         pending.append(torch.stack([loss_global.float(), grad_norm.float()]))
         b = torch.bucketize(t_l, edges, right=True) - 1  # (b,) bucket of each t
-        bucket_sum.index_add_(0, b, per_image.detach().double())
+        bucket_sum.index_add_(0, b, per_image.detach().to(bucket_sum.dtype))
         bucket_count.index_add_(0, b, torch.ones_like(b))
         history.elapsed_s = elapsed_before + time.perf_counter() - t_start
         if step % config.log_every == 0:  # rows at fixed steps, so a resumed run logs the same rows

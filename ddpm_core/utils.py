@@ -1,4 +1,10 @@
-"""Device, seeding and the one broadcast helper for per-timestep values."""
+"""Device, seeding and the one broadcast helper for per-timestep values.
+
+Devices: the book runs on CUDA, Apple's MPS and the CPU. MPS has no float64, so every float64
+computation in the package and the chapters runs on the CPU explicitly (``x.to("cpu",
+torch.float64)``, never ``x.double()`` on a device tensor); :func:`wide_float` names the widest
+float a device has, for accumulators that stay on the device.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +22,14 @@ def default_device() -> torch.device:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+FLOAT64_DEVICES = ("cpu", "cuda")  # device types known to compute in float64 (MPS does not)
+
+
+def wide_float(device: torch.device | str) -> torch.dtype:
+    """float64 on a device that has it (CPU, CUDA), else float32: for sums kept on the device."""
+    return torch.float64 if torch.device(device).type in FLOAT64_DEVICES else torch.float32
 
 
 def seed_everything(seed: int) -> torch.Generator:
