@@ -72,12 +72,15 @@ execute: setup
 	$(PY) scripts/execute_notebooks.py $(CHAPTERS)
 
 # Sphinx copies book/_static/ only when it writes pages: after a change there, rebuild all pages.
+# Then the Colab edition of every chapter goes into _build/html/colab/ (published with the HTML,
+# opened by the Colab buttons); DDPM_BOOK_REF=<tag or commit> pins its install instead of HEAD.
 STATIC_STAMP := _build/html/.static-stamp
 build: setup
 	@if [ -f $(STATIC_STAMP) ] && [ -n "$$(find book/_static -type f -newer $(STATIC_STAMP) | head -1)" ]; then \
 	  echo "build: book/_static/ changed, rebuilding every page"; rm -rf _build/html; fi
 	$(JB) build . -W -n --keep-going
 	@touch $(STATIC_STAMP)
+	$(PY) scripts/colab_edition.py
 
 book: setup execute build
 
