@@ -1,16 +1,21 @@
 # The DDPM book: build and test.
 #
-#   make setup     .venv (Python 3.11) with requirements.txt and ddpm_core (editable); Debian
+#   make setup     .venv (Python >= 3.10; 3.11 preferred) with requirements.txt at the exact
+#                  versions of constraints.txt, JupyterLab and ddpm_core (editable); Debian
 #                  chromium if /usr/bin/chromium is missing; npm and g++ if missing; the pinned
 #                  widget JS and MathJax vendored into book/_static/vendor/ (ignored by git)
 #   make execute   run every chapter notebook in place (stores outputs + widget state)
 #   make book      setup + execute + build the HTML into _build/html (zero warnings allowed)
-#   make test      setup + build the HTML from the STORED outputs + one pytest run:
-#                  unit tests, nbval (strict) on the chapters, the browser test of the HTML
+#   make test      setup + build the HTML from the STORED outputs + two pytest runs at once:
+#                  (1) unit tests, nbval (strict) on the chapters, the browser test of the HTML;
+#                  (2) nbval (strict) again with torch held to an older instruction set
+#                  ("foreign CPU": the stored outputs must not depend on the CPU)
+#   make lock      rewrite constraints.txt from the versions installed in .venv
 #   make clean     remove _build/
 #
-# Variables: PYTHON (interpreter that creates .venv, default python3.11), CHAPTERS (for
-# `make execute CHAPTERS="01 06"`), PYTEST_ARGS (extra pytest arguments).
+# Variables: PYTHON (interpreter that creates .venv: the first of python3.11, python3.12,
+# python3.13, python3.10, python3 that is >= 3.10), CHAPTERS (for `make execute CHAPTERS="01 06"`),
+# PYTEST_ARGS (extra arguments for pytest run 1).
 
 SHELL := /bin/bash
 # One torch thread in the kernels: the chapters' stored outputs were produced this way, and float
@@ -19,7 +24,10 @@ export OMP_NUM_THREADS := 1
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
 
-PYTHON ?= python3.11
+# The first Python >= 3.10 on PATH, 3.11 first (the stored outputs were produced with it).
+PYTHON ?= $(shell for p in python3.11 python3.12 python3.13 python3.10 python3; do \
+  command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null \
+  && { echo $$p; break; }; done)
 VENV := .venv
 PY := $(VENV)/bin/python
 JB := $(VENV)/bin/jupyter-book
@@ -28,22 +36,32 @@ CHAPTERS ?=
 PYTEST_ARGS ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || ! command -v sudo >/dev/null || echo sudo)
 
-.PHONY: help setup system-deps vendor execute build book test clean
+.PHONY: help setup system-deps vendor execute build book test lock clean
 
 help:
-	@sed -n '3,13p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,/^$$/p' Makefile | sed 's/^# \{0,1\}//'
 
 setup: $(VENV)/.installed system-deps vendor
 
 $(PY):
+	@[ -n "$(PYTHON)" ] || { echo "setup: no Python >= 3.10 found on PATH (set PYTHON=/path/to/python3)" >&2; exit 1; }
+	@echo "setup: creating $(VENV) with $(PYTHON) ($$($(PYTHON) --version 2>&1))"
 	$(PYTHON) -m venv $(VENV)
 
-# Re-installs only when requirements.txt or pyproject.toml change.
-$(VENV)/.installed: requirements.txt pyproject.toml | $(PY)
+# Re-installs only when requirements.txt, constraints.txt or pyproject.toml change.
+# constraints.txt holds the exact versions the stored outputs were produced with (make lock).
+$(VENV)/.installed: requirements.txt constraints.txt pyproject.toml | $(PY)
 	$(PY) -m pip install --upgrade --quiet pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements.txt -c constraints.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
+
+# constraints.txt: every package of .venv at its installed version (ddpm_core itself excluded).
+lock: $(VENV)/.installed
+	@{ sed -n '1,/^# ---$$/p' constraints.txt; \
+	   $(PY) -m pip freeze --exclude-editable | grep -v '^-e ' | LC_ALL=C sort -f; } > constraints.txt.new
+	@mv constraints.txt.new constraints.txt
+	@echo "lock: constraints.txt has $$(grep -vc '^#' constraints.txt) pinned packages"
 
 # System packages from apt, only when missing: chromium for the browser test, npm for vendoring,
 # g++ for torch.compile's CPU code generation (tests/test_train.py compiles a small model).
@@ -84,11 +102,25 @@ build: setup
 
 book: setup execute build
 
-# One pytest run: the unit tests, nbval on every chapter (re-executes each notebook once and
-# compares with the stored outputs), and the browser test of the HTML built just before.
+# Two pytest runs side by side (one CPU core each; every kernel runs torch on one thread):
+# (1) the unit tests, nbval on every chapter (re-executes each notebook once and compares with the
+#     stored outputs) and the browser test of the HTML built just before;
+# (2) nbval again on a "foreign CPU": ATen's kernels without SIMD, oneDNN (convolutions) at SSE4.1
+#     and MKL (matrix products) at SSE4.2 instead of this CPU's AVX2/AVX-512, so that float
+#     rounding differs as it does on another machine (tests/test_foreign_cpu.py checks that each
+#     variable changes the kernels torch picks). Its log is printed when both have finished.
+NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
+FOREIGN_CPU := ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 MKL_ENABLE_INSTRUCTIONS=SSE4_2
+FOREIGN_LOG := _build/nbval-foreign-cpu.log
 test: setup build
-	$(PY) -m pytest --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
-	  tests $(wildcard chapters) $(PYTEST_ARGS)
+	@echo "test: run 2 (nbval on a foreign CPU: $(FOREIGN_CPU)) started, log in $(FOREIGN_LOG)"
+	@env $(FOREIGN_CPU) $(PY) -m pytest -p no:cacheprovider $(NBVAL) $(wildcard chapters) -q -rfE \
+	  > $(FOREIGN_LOG) 2>&1 & foreign=$$!; \
+	status=0; $(PY) -m pytest $(NBVAL) tests $(wildcard chapters) $(PYTEST_ARGS) || status=$$?; \
+	fstatus=0; wait $$foreign || fstatus=$$?; \
+	echo "=== run 2: nbval on a foreign CPU ($(FOREIGN_CPU))"; cat $(FOREIGN_LOG); \
+	echo "test: run 1 exit status $$status, run 2 (foreign CPU) exit status $$fstatus"; \
+	[ $$status = 0 ] && [ $$fstatus = 0 ]
 
 clean:
 	rm -rf _build

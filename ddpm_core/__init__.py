@@ -29,6 +29,7 @@ from .metrics import (DigitsClassifier, DigitsQuality, digits_fid, digits_fid_fl
                       digits_reference_split, frechet_distance, load_digits_classifier,
                       train_digits_classifier)
 from .pretrained import Pretrained, available_pretrained, load_pretrained
+from .benchmark_results import available_benchmarks, load_benchmark
 
 # widgets and viz (helper block)
 from .viz import apply_book_style, fig_to_png, figure_frames, image_grid, image_to_png, images_figure, show_images

@@ -22,19 +22,27 @@ CDN="https://cdn.jsdelivr.net/npm"
 REQUIREJS=requirejs@2.3.8
 HTML_MANAGER=@jupyter-widgets/html-manager@1.0.15   # ipywidgets 8.1 (widget protocol 2)
 MATHJAX=mathjax@3.2.2
-declare -A SHA256=(
-  [requirejs-2.3.8.tgz]=777158e89275e16bd51aec3ef714fbcb5dc45789e7078659933bc814916d7dec
-  [jupyter-widgets-html-manager-1.0.15.tgz]=2b9d65cb7913e1c7d671757a10008b32c9c2448d4429513371e55c07d6107638
-  [mathjax-3.2.2.tgz]=1b9c0a1c44df864e915690558e72adb9cc5203360daefd385084ced3b6c64c09
-)
+# Pinned SHA-256 of each tarball (a function, not an associative array: stock macOS has bash 3.2).
+sha256_of() {
+  case $1 in
+    requirejs-2.3.8.tgz) echo 777158e89275e16bd51aec3ef714fbcb5dc45789e7078659933bc814916d7dec ;;
+    jupyter-widgets-html-manager-1.0.15.tgz) echo 2b9d65cb7913e1c7d671757a10008b32c9c2448d4429513371e55c07d6107638 ;;
+    mathjax-3.2.2.tgz) echo 1b9c0a1c44df864e915690558e72adb9cc5203360daefd385084ced3b6c64c09 ;;
+    *) echo "vendor_js: no pinned SHA-256 for $1" >&2; return 1 ;;
+  esac
+}
+
+# sha256sum on Linux, shasum -a 256 on macOS (which has no sha256sum)
+if command -v sha256sum >/dev/null 2>&1; then SHA256SUM="sha256sum"; else SHA256SUM="shasum -a 256"; fi
 
 fetch() {  # fetch <spec> <tarball>: npm pack into $WORK unless a verified copy is there
   local spec=$1 tgz=$2
-  if [[ -f "$WORK/$tgz" ]] && echo "${SHA256[$tgz]}  $WORK/$tgz" | sha256sum -c --status; then
+  local sum; sum="$(sha256_of "$tgz")"
+  if [[ -f "$WORK/$tgz" ]] && echo "$sum  $WORK/$tgz" | $SHA256SUM -c --status; then
     return
   fi
   (cd "$WORK" && npm pack --silent "$spec" >/dev/null)
-  echo "${SHA256[$tgz]}  $WORK/$tgz" | sha256sum -c --status \
+  echo "$sum  $WORK/$tgz" | $SHA256SUM -c --status \
     || { echo "vendor_js: SHA-256 of $tgz does not match the pinned sum" >&2; exit 1; }
 }
 
