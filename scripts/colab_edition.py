@@ -33,13 +33,14 @@ that no MyST is left).
 from __future__ import annotations
 
 import argparse
-import base64
 import copy
 import os
 import pickle
 import re
 import subprocess
 import sys
+import textwrap
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -452,21 +453,30 @@ def headings_by_label(nbs: dict[str, nbformat.NotebookNode]) -> dict[str, str]:
 # Code cells
 
 
+def colab_stack_requirements() -> str:
+    """pyproject.toml's requirements on the packages Colab brings itself, e.g. 'torch>=2.4, ...'."""
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    wanted = ("torch", "numpy", "ipywidgets")
+    found = {re.match(r"[\w.-]+", d)[0].lower(): d.replace(" ", "") for d in deps}
+    return ", ".join(found[w] for w in wanted if w in found)
+
+
 def pin_install(source: str, ref: str, docname: str) -> str:
     """The first cell's Colab-only %pip install, pinned to `ref` and saying why it is safe."""
     if not PIP_LINE.search(source) or not GIT_REF.search(source):
         raise EditionError(f"{docname}: the first code cell has no `%pip install ... git+{REPO_URL}`")
 
+    ranges = colab_stack_requirements()
+
     def pinned(m: re.Match) -> str:
         pad = m["indent"]
         line = GIT_REF.sub(lambda g: f"{g[1]}@{ref}", m[0])
-        why = (
-            f"{pad}# The book's package at the commit this Colab edition was built from. Colab's own\n"
-            f"{pad}# torch, numpy and ipywidgets (7.7.1) already meet its requirements (torch>=2.1,\n"
-            f"{pad}# numpy>=1.26, ipywidgets>=7.7, see pyproject.toml), so pip installs ddpm_core alone\n"
-            f"{pad}# and upgrades none of them.\n"
-        )
-        return why + line
+        why = textwrap.fill(
+            "The book's package at the commit this Colab edition was built from. Colab's own "
+            f"torch, numpy and ipywidgets 7.7.1 meet what it asks of them ({ranges}), and pip "
+            "upgrades nothing already satisfied: they stay as Colab has them.",
+            width=92, initial_indent=f"{pad}# ", subsequent_indent=f"{pad}# ", break_long_words=False)
+        return f"{why}\n{line}"
 
     return PIP_LINE.sub(pinned, source, count=1)
 
@@ -574,7 +584,7 @@ def make_edition(docname: str, nb, index: BookIndex, headings: dict[str, str], r
     about = (f"> **Colab edition** of chapter {chapter_no} of *{CONFIG['title']}*, made from "
              f"[the chapter in the book]({page}) at `{short}`. The first code cell installs the book's "
              "package at that same commit. Sliders are live while the notebook is connected to a "
-             "runtime; until a cell has run, it shows a still of its first frame.")
+             "runtime; until its cell has run, a slider shows a still of the frame it starts at.")
     cells.insert(1, nbformat.v4.new_markdown_cell(about, id="colab-edition-about"))
     if conv.cited:
         refs = sorted(conv.cited, key=lambda k: (index.citations[k].authors, index.citations[k].year))

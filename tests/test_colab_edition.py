@@ -203,3 +203,36 @@ def test_outputs_colab_can_show(doc):
     gpu = Path(doc).name[:2] in GPU_CHAPTERS
     assert (nb.metadata.get("accelerator") == "GPU") == gpu, f"{doc}: Colab accelerator metadata"
     assert (nb.metadata.get("colab", {}).get("gpuType") == "T4") == gpu
+
+
+def test_converter_turns_each_myst_construct_into_what_colab_renders():
+    """The conversion rules on a small page (no build needed)."""
+    c = colab_edition
+    index = c.BookIndex(
+        chapter_numbers={"chapters/04_x": "4"}, titles={"chapters/04_x": "X"},
+        equations={"eq-a": ("chapters/04_x", "4.1"), "eq-b": ("chapters/03_y", "3.2")},
+        labels={"sec-a": ("chapters/04_x", "sec-a", "Plain title")},
+        citations={"ho2020ddpm": c.Citation("ho2020ddpm", "Ho et al.", "2020", "Ho. DDPM.", "b.html#id1"),
+                   "song2021sde": c.Citation("song2021sde", "Song et al.", "2021", "Song. SDE.", "b.html#id2")})
+    glue = {"n": {"text/plain": "0.123456"}, "m": {"text/markdown": "$10^{4}$"}}
+    conv = c.Converter("chapters/04_x", index, glue, {"sec-a": "The $x_0$ section"})
+    src = "\n".join([
+        "(sec-a)=", "## The $x_0$ section", "% a comment",
+        "Value {glue:text}`n:.2f`, {glue:text}`n`, md {glue:md}`m:myst`; see {eq}`eq-a`, {eq}`eq-b`,",
+        "{ref}`sec-a`, {ref}`that one <sec-a>`, {cite:p}`ho2020ddpm,song2021sde`, {cite:t}`ho2020ddpm`.",
+        "", "$$", "a = b", "$$ (eq-a)", "",
+        "```{admonition} Running this notebook", ":class: tip", "Fast.", "$$", "c", "$$", "```", "",
+        "````{admonition} Solution", ":class: dropdown", "Easy.", "```python", "x = {1: 2}", "```", "````",
+    ])
+    out = conv.convert(src)
+    assert "(sec-a)=" not in out and "% a comment" not in out
+    assert "Value 0.12, 0.123456, md $10^{4}$; see (4.1), [(3.2)](" in out
+    assert "chapters/03_y.html#equation-eq-b)" in out
+    assert "The $x_0$ section, that one, (Ho et al., 2020; Song et al., 2021), Ho et al. (2020)." in out
+    assert "$$\na = b\n\\tag{4.1}\n$$" in out
+    assert "> **Running this notebook**\n>\n> Fast.\n> $$c$$" in out
+    assert "<details>\n<summary><b>Solution</b></summary>\n\nEasy.\n```python\nx = {1: 2}\n```\n\n</details>" in out
+    assert conv.cited == ["ho2020ddpm", "song2021sde"]
+    for bad in ("{sub-ref}`x`", "```{figure} a.png\n```", "{glue:text}`missing`", "{eq}`nope`"):
+        with pytest.raises(c.EditionError):
+            c.Converter("chapters/04_x", index, glue, {}).convert(bad)
