@@ -119,10 +119,13 @@ def test_edition_runs_on_colabs_stack_and_every_slider_moves(name, colab_runtime
         extra_arguments=["--IPKernelApp.log_level=ERROR"],
     )
     try:
-        client.execute()
+        client.execute(cleanup_kc=True)  # with a km of ours, nbclient would leave the kernel running
     except CellExecutionError as err:
         pytest.fail(f"{name} fails on Colab's stack (ipywidgets 7.7.1, IPython 7.34):\n{err}"[:6000],
                     pytrace=False)
+    finally:
+        if client.km is not None and client.km.has_kernel:
+            client.km.shutdown_kernel(now=True)
     text = "".join(o.get("text", "") for o in nb.cells[-1].outputs if o.output_type == "stream")
     line = next((ln for ln in text.splitlines() if ln.startswith(MARKER)), None)
     assert line, f"{name}: the slider probe printed no report: {nb.cells[-1].outputs}"
