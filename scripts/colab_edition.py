@@ -622,6 +622,9 @@ def main(argv: list[str] | None = None) -> int:
     headings = headings_by_label(nbs)
     out_dir = args.build_dir / "html" / EDITION_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
+    wanted = {args.build_dir / "html" / edition_path(doc) for doc in docs}
+    for stale in set(out_dir.glob("*.ipynb")) - wanted:  # a chapter renamed or left out of the toc
+        stale.unlink()
     try:
         for doc in docs:
             edition = make_edition(doc, nbs[doc], index, headings, ref)
