@@ -75,7 +75,11 @@ def execute(path: Path, timeout: int) -> float:
         resources={"metadata": {"path": str(path.parent)}},
     )
     start = time.perf_counter()
-    client.execute()
+    try:
+        client.execute()
+    finally:  # nbclient leaves a kernel it did not start (we pass km) running: stop it here
+        if client.km is not None and client.km.has_kernel:
+            client.km.shutdown_kernel(now=True)
     elapsed = time.perf_counter() - start
     nb.metadata.pop("execution", None)
     nbformat.validate(nb)
