@@ -14,7 +14,7 @@ the mean and standard deviation over seeds. A single short run at a large learni
 chaotic (its last digits, and even its first, depend on the CPU's rounding), which is why
 the chapter shows these statistics and not one run.
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_lr_batch.py            # ~10 min on 2 CPU cores
+    OMP_NUM_THREADS=1 python benchmarks/bench_lr_batch.py   # 54 min on a busy 2-core CPU (the shipped run)
     python benchmarks/bench_lr_batch.py --steps 20 --seeds 0 --json /tmp/x.json   # smoke test
 
 The JSON goes into ddpm_core/results/ (shipped with the package: chapter 6 loads it with
