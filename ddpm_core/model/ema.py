@@ -1,4 +1,4 @@
-r"""Exponential moving average of a model's weights, the weights DDPM samples with [DDPM App. B].
+r"""Exponential moving average of a model's weights, the weights DDPM samples with [DDPM App. B] (chapter 6).
 
 Introduced in chapter 6 (Training). After each optimizer step,
 
