@@ -1,4 +1,4 @@
-"""Argument checks shared by every module: each raises a clear error naming the argument.
+"""Argument checks shared by every module: each raises a clear error naming the argument (all chapters).
 
 They look at types, shapes, dtypes and Python values. A tensor's *values* (is t in 1..T, is x
 finite, is a label in range) are read only when the tensor lives on the CPU, where reading costs

@@ -128,6 +128,19 @@ def frame_slider(
     """
     frames = list(frames)
     values = list(values)
+    labels = _check_frames(frames, values, label_format, initial, max_frames)
+    pngs = [_as_png(f, i, value_range) for i, f in enumerate(frames)]
+    total = sum(len(p) for p in pngs)
+    if total > max_bytes:
+        raise ValueError(
+            f"frames total {total / 1e6:.1f} MB, more than max_bytes={max_bytes / 1e6:.1f} MB: use "
+            "fewer or smaller frames (lower dpi, smaller figsize)"
+        )
+    return _slider_box(pngs, labels, description, initial, width)
+
+
+def _check_frames(frames: list, values: list, label_format, initial: int, max_frames: int) -> list[str]:
+    """Check the frames against their values and limits; return the slider's (distinct) labels."""
     if not frames:
         raise ValueError("frame_slider needs at least one frame")
     if len(frames) != len(values):
@@ -143,14 +156,11 @@ def frame_slider(
     if len(set(labels)) != len(labels):
         dupes = sorted({lab for lab in labels if labels.count(lab) > 1})
         raise ValueError(f"slider labels must be distinct, repeated: {dupes}")
-    pngs = [_as_png(f, i, value_range) for i, f in enumerate(frames)]
-    total = sum(len(p) for p in pngs)
-    if total > max_bytes:
-        raise ValueError(
-            f"frames total {total / 1e6:.1f} MB, more than max_bytes={max_bytes / 1e6:.1f} MB: use "
-            "fewer or smaller frames (lower dpi, smaller figsize)"
-        )
+    return labels
 
+
+def _slider_box(pngs: list[bytes], labels: list[str], description: str, initial: int, width: str):
+    """The widget: ipywidgets 8's Stack joined by jslink, or ipywidgets 7's kernel-side swap."""
     import ipywidgets as widgets
 
     slider = widgets.SelectionSlider(
@@ -235,8 +245,8 @@ def trajectory_slider(trajectory: Any, ts: Sequence[int] | None = None, *, num_f
     """
     if ts is None:
         check_int("num_frames", num_frames, 2)
-        k = len(trajectory.t)
-        idx = sorted({round(i * (k - 1) / (num_frames - 1)) for i in range(min(num_frames, k))})
+        k, n = len(trajectory.t), min(num_frames, len(trajectory.t))
+        idx = sorted({round(i * (k - 1) / (n - 1)) for i in range(n)}) if n > 1 else [0]
         ts = [trajectory.t[i] for i in idx]
     ts = list(ts)
     max_frames = kwargs.get("max_frames", MAX_FRAMES)

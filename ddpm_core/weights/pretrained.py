@@ -2,7 +2,7 @@
 
 Each model is ``checkpoints/<name>.pt`` (EMA weights only, a few MB) with ``checkpoints/<name>.json``
 beside it recording the file's sha256, the exact training command, its wall time and speed.
-They were trained with the project's own CLI (``python -m ddpm_core.train``) on a 2-core CPU,
+They were trained with the project's own CLI (``python -m ddpm_core.train``; the shipped records keep the flags of the time, ``--steps`` for today's ``--train-steps``) on a 2-core CPU,
 8×8 digits, DDPM's linear schedule with T = 1000:
 
 - ``"digits"``: unconditional, $L_\\text{simple}$ [DDPM eq. 14].
@@ -10,7 +10,7 @@ They were trained with the project's own CLI (``python -m ddpm_core.train``) on 
   $L_\\text{simple}$ vs $L_\\text{vlb}$ comparison in chapter 4.
 - ``"digits-cond"``: class-conditional with label dropout 0.1, for classifier-free guidance.
 
-Rebuild one: train, then ``python -m ddpm_core.pretrained RUN_DIR/checkpoint.pt NAME``.
+Rebuild one: train, then ``python -m ddpm_core.weights.pretrained RUN_DIR/checkpoint.pt NAME``.
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def export_pretrained(checkpoint: str | Path, name: str, dest: str | Path = PRET
 def _main(argv: list[str] | None = None) -> None:  # pragma: no cover
     import argparse  # the export command only: loading a model never needs it
 
-    p = argparse.ArgumentParser(prog="python -m ddpm_core.pretrained",
+    p = argparse.ArgumentParser(prog="python -m ddpm_core.weights.pretrained",
                                 description="Export a training run's EMA weights as a shipped model.")
     p.add_argument("checkpoint", help="RUN_DIR/checkpoint.pt written by python -m ddpm_core.train")
     p.add_argument("name", choices=PRETRAINED_NAMES)
