@@ -3,7 +3,7 @@
 1. Quality vs training time: one run of ``ddpm_core.train`` on digits, paused after 1, 3 and 10
    minutes of training (resumed from its own checkpoint, which continues bit for bit); after each
    pause the EMA model draws N samples with DDIM-50 and we report digits-FID (a Fréchet
-   distance on the project's digit classifier, *not* Inception FID: see ``ddpm_core.metrics``)
+   distance on the project's digit classifier, *not* Inception FID: see ``ddpm_core.evaluation.metrics``)
    next to the real-vs-real floor.
 2. Quality vs sampling steps: the shipped ``load_pretrained("digits")`` model with DDIM-S for
    S in {10, 20, 50, 100, 1000} (η = 0) and DDPM-1000, with the wall time of each.

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 import ddpm_core as dc
-from ddpm_core.unet import UNet, UNetConfig
+from ddpm_core.model import UNet, UNetConfig
 
 
 def build_diffusers_unet(size: int):

@@ -1,8 +1,8 @@
 """The training command: ``python -m ddpm_core.train ...``, or ``torchrun ... -m ddpm_core.train ...``.
 
-Only the command lives here; the trainer is :mod:`ddpm_core.training` (``dc.train``,
-``dc.TrainConfig``). Keeping the two apart lets ``python -m`` run a module that the package has
-not imported already (Python warns otherwise), and keeps the name ``ddpm_core.train`` for the
+Only the command lives here; it is built in :mod:`ddpm_core.training.cli` and trains with
+:func:`ddpm_core.train`. Keeping the two apart lets ``python -m`` run a module that the package
+has not imported already (Python warns otherwise), and keeps the name ``ddpm_core.train`` for the
 function.
 """
 
@@ -10,9 +10,9 @@ import contextlib
 
 if __name__ != "__main__":
     raise ImportError("ddpm_core.train is the training command (python -m ddpm_core.train --help); "
-                      "the trainer is `import ddpm_core as dc; dc.train(...)` (module ddpm_core.training)")
+                      "the trainer is `import ddpm_core as dc; dc.train(...)` (package ddpm_core.training)")
 
-from ddpm_core.training import main  # noqa: E402
+from ddpm_core.training.cli import main  # noqa: E402
 
 with contextlib.suppress(KeyboardInterrupt):
     main()

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ._checks import check_int
+
 
 def default_device() -> torch.device:
     """The best available device: cuda, then mps, then cpu."""
@@ -34,8 +36,7 @@ def wide_float(device: torch.device | str) -> torch.dtype:
 
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, NumPy and torch (all devices); return a CPU ``torch.Generator`` seeded alike."""
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    check_int("seed", seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

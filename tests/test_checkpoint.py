@@ -5,10 +5,10 @@ import os
 import pytest
 import torch
 
-from ddpm_core.checkpoint import (CheckpointError, file_sha256, load_checkpoint, rng_state, save_checkpoint,
+from ddpm_core.weights.checkpoint import (CheckpointError, file_sha256, load_checkpoint, rng_state, save_checkpoint,
                                   set_rng_state)
-from ddpm_core.ema import EMA
-from ddpm_core.unet import UNet, UNetConfig
+from ddpm_core.model.ema import EMA
+from ddpm_core.model import UNet, UNetConfig
 
 
 @pytest.fixture()

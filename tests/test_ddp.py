@@ -10,7 +10,7 @@ import torch.multiprocessing as mp
 
 from ddpm_core.data import load_digits
 from ddpm_core.training import TrainConfig, build_model, train
-from ddpm_core.unet import UNetConfig
+from ddpm_core.model import UNetConfig
 
 CONFIG = TrainConfig(num_train_steps=4, batch_size=16, warmup_steps=1)
 UNET = UNetConfig(base_channels=8, dropout=0.0)  # dropout masks differ across ranks by design

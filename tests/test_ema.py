@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from ddpm_core.ema import EMA
+from ddpm_core.model.ema import EMA
 
 
 def _linear(value: float) -> nn.Linear:

@@ -17,7 +17,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 
 import ddpm_core as dc
-from ddpm_core.unet import UNetConfig
+from ddpm_core.model import UNetConfig
 
 FAKE = torch.device("meta")  # the stand-in accelerator
 

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from ddpm_core.guidance import guided
-from ddpm_core.sampling import ddim_sample
-from ddpm_core.schedule import NoiseSchedule
-from ddpm_core.unet import UNet, UNetConfig
+from ddpm_core.diffusion.guidance import guided
+from ddpm_core.diffusion.sampling import ddim_sample
+from ddpm_core.diffusion.schedule import NoiseSchedule
+from ddpm_core.model import UNet, UNetConfig
 
 
 @pytest.fixture(scope="module")

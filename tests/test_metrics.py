@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from ddpm_core.checkpoint import file_sha256
+from ddpm_core.weights.checkpoint import file_sha256
 from ddpm_core.data import load_digits
-from ddpm_core.metrics import (CHECKPOINT_DIR, classifier_accuracy, digits_fid, digits_fid_floor, digits_quality,
-                               digits_reference_split,
-                               frechet_distance, load_digits_classifier)
+from ddpm_core.evaluation import (classifier_accuracy, digits_fid, digits_fid_floor, digits_quality,
+                                  digits_reference_split, frechet_distance, load_digits_classifier)
+from ddpm_core.weights.shipped import SHIPPED_DIR as CHECKPOINT_DIR
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,11 @@ import shutil
 import pytest
 import torch
 
-import ddpm_core.pretrained as pretrained
-from ddpm_core.checkpoint import CheckpointError
-from ddpm_core.guidance import guided
-from ddpm_core.metrics import load_digits_classifier
-from ddpm_core.sampling import ddim_sample
+import ddpm_core.weights.pretrained as pretrained
+from ddpm_core.weights.checkpoint import CheckpointError
+from ddpm_core.diffusion.guidance import guided
+from ddpm_core.evaluation import load_digits_classifier
+from ddpm_core.diffusion.sampling import ddim_sample
 
 N = 200  # samples per check; DDIM-20 keeps this to a few seconds
 

@@ -5,11 +5,11 @@ import json
 import pytest
 import torch
 
-from ddpm_core.checkpoint import load_checkpoint
+from ddpm_core.weights.checkpoint import load_checkpoint
 from ddpm_core.data import load_digits
-from ddpm_core.losses import loss_simple
+from ddpm_core.diffusion.losses import loss_simple
 from ddpm_core.training import TrainConfig, main, schedule_from_config, train
-from ddpm_core.unet import UNetConfig
+from ddpm_core.model import UNetConfig
 
 TINY = UNetConfig(base_channels=8, dropout=0.0)
 TINY_DROPOUT = UNetConfig(base_channels=8, dropout=0.1)  # dropout exercises the global RNG on resume
@@ -107,9 +107,9 @@ def test_config_errors():
 
 
 def test_cli(tmp_path):
-    main(["--steps", "2", "--batch-size", "8", "--base-channels", "8", "--out", str(tmp_path), "--no-progress"])
+    main(["--train-steps", "2", "--batch-size", "8", "--base-channels", "8", "--out", str(tmp_path), "--no-progress"])
     info = json.loads((tmp_path / "train_info.json").read_text())
-    assert info["command"].startswith("python -m ddpm_core.train --steps 2")
+    assert info["command"].startswith("python -m ddpm_core.train --train-steps 2")
     assert info["step"] == 2 and info["steps_per_s"] > 0
     assert load_checkpoint(tmp_path / "checkpoint.pt", sha256=info["checkpoint_sha256"])["step"] == 2
 
@@ -141,14 +141,14 @@ def test_mixed_precision_tracks_float32(digits, precision):
 @pytest.mark.parametrize("native_bf16, expected", [(True, torch.bfloat16), (False, torch.float16)])
 def test_auto_precision_takes_bf16_only_where_the_gpu_has_it_natively(monkeypatch, native_bf16, expected):
     # A T4 (Colab's free GPU) reports bf16 support through emulation; "auto" must pick fp16 there.
-    from ddpm_core.training import _autocast_dtype
+    from ddpm_core.training import autocast_dtype
 
     def is_bf16_supported(including_emulation=True):
         return native_bf16 or including_emulation
 
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", is_bf16_supported)
-    assert _autocast_dtype(TrainConfig(), torch.device("cuda")) is expected
-    assert _autocast_dtype(TrainConfig(), torch.device("cpu")) is None
+    assert autocast_dtype(TrainConfig().mixed_precision, torch.device("cuda")) is expected
+    assert autocast_dtype(TrainConfig().mixed_precision, torch.device("cpu")) is None
 
 
 def test_fp16_loss_scaler_is_checkpointed_and_resumes_bitwise(tmp_path, digits):
@@ -184,7 +184,7 @@ def test_torchrun_command_trains_with_ddp_and_only_rank_0_writes(tmp_path):
 
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "ddpm_core.train",
-           "--steps", "2", "--batch-size", "8", "--base-channels", "8", "--out", str(out), "--no-progress",
+           "--train-steps", "2", "--batch-size", "8", "--base-channels", "8", "--out", str(out), "--no-progress",
            "--threads", "1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
@@ -192,7 +192,7 @@ def test_torchrun_command_trains_with_ddp_and_only_rank_0_writes(tmp_path):
     assert "RuntimeWarning" not in proc.stderr  # python -m runs a module the package did not import
     info = json.loads((out / "train_info.json").read_text())
     assert info["world_size"] == 2 and info["step"] == 2
-    assert info["command"].startswith("torchrun --nproc_per_node=2 -m ddpm_core.train --steps 2")
+    assert info["command"].startswith("torchrun --nproc_per_node=2 -m ddpm_core.train --train-steps 2")
     assert load_checkpoint(out / "checkpoint.pt", sha256=info["checkpoint_sha256"])["step"] == 2
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "train_info.json"]  # rank 0 only
 

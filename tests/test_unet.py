@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from ddpm_core.unet import SelfAttention, UNet, UNetConfig, count_flops, layer_summary, sinusoidal_embedding
+from ddpm_core.model import SelfAttention, UNet, UNetConfig, count_flops, layer_summary, sinusoidal_embedding
 
 
 @pytest.mark.parametrize("size", [8, 16, 28, 32, 64])

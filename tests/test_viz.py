@@ -1,4 +1,4 @@
-"""ddpm_core.viz: book style, image grids, PNG frames."""
+"""ddpm_core.notebook (style, figures) and ddpm_core.data.images: book style, image grids, PNG frames."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ import torch
 from PIL import Image
 
 import ddpm_core as dc
-from ddpm_core import viz
+from ddpm_core.data.images import image_to_png, is_png
+from ddpm_core.notebook.figures import FRAME_DPI
+from ddpm_core.notebook.style import OKABE_ITO
 
 
 def _decode(png: bytes) -> np.ndarray:
@@ -23,7 +25,7 @@ def _decode(png: bytes) -> np.ndarray:
 def test_import_changes_no_global_state():
     code = (
         "import matplotlib as mpl; before = dict(mpl.rcParams); "
-        "import ddpm_core, ddpm_core.viz, ddpm_core.widgets; "
+        "import ddpm_core, ddpm_core.notebook, ddpm_core.training; "
         "assert dict(mpl.rcParams) == before, 'importing ddpm_core changed rcParams'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -33,8 +35,8 @@ def test_apply_book_style_sets_rcparams():
     with matplotlib.rc_context():
         dc.apply_book_style()
         assert matplotlib.rcParams["image.cmap"] == "gray"
-        assert matplotlib.rcParams["savefig.dpi"] == viz.FRAME_DPI
-        assert matplotlib.rcParams["axes.prop_cycle"].by_key()["color"][0] == viz.OKABE_ITO[0]
+        assert matplotlib.rcParams["savefig.dpi"] == FRAME_DPI
+        assert matplotlib.rcParams["axes.prop_cycle"].by_key()["color"][0] == OKABE_ITO[0]
 
 
 def test_image_grid_layout_and_units():
@@ -51,7 +53,7 @@ def test_image_grid_layout_and_units():
 
 def test_image_to_png_nearest_neighbour_upscaling():
     img = np.array([[-1.0, 1.0], [0.0, -1.0]])
-    px = _decode(viz.image_to_png(img, scale=3))
+    px = _decode(image_to_png(img, scale=3))
     assert px.shape == (6, 6) and px.dtype == np.uint8
     assert (px[:3, :3] == 0).all() and (px[:3, 3:] == 255).all()  # crisp 3x3 blocks, no blur
     assert (px[3:, :3] == 128).all()  # 0.0 in [-1, 1] is mid grey (127.5 rounds to 128)
@@ -76,7 +78,7 @@ def test_fig_to_png_and_figure_frames():
     fig = Figure(figsize=(3, 2))
     fig.add_subplot().plot([0, 1], [0, 1])
     png = dc.fig_to_png(fig)
-    assert viz.is_png(png) and Image.open(io.BytesIO(png)).size == (300, 200)
+    assert is_png(png) and Image.open(io.BytesIO(png)).size == (300, 200)
     assert b"Software" not in png  # no version metadata: bytes depend on pixels only
     rgba = dc.fig_to_png(fig, colors=None)
     assert Image.open(io.BytesIO(rgba)).mode == "RGBA" and len(png) < len(rgba)

@@ -1,4 +1,4 @@
-"""ddpm_core.widgets: the frame slider's structure (ipywidgets 8 and the Colab fallback) and its errors."""
+"""ddpm_core.notebook.sliders: the frame slider's structure (ipywidgets 8 and the Colab fallback) and its errors."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import torch
 from PIL import Image
 
 import ddpm_core as dc
-from ddpm_core import viz, widgets
+from ddpm_core.data.images import is_png
+from ddpm_core.notebook import sliders as widgets
 
 
 def _digits(n=4, seed=0):
@@ -88,7 +89,7 @@ def test_frame_types_images_batches_and_figures():
     frames = [x0, x0[0], x0[0, 0].numpy(), dc.image_grid(x0), fig, _png(7)]
     box = dc.frame_slider(frames, range(6))
     pngs = [bytes(im.value) for im in box.children[1].children]
-    assert all(viz.is_png(p) for p in pngs)
+    assert all(is_png(p) for p in pngs)
     sizes = [Image.open(io.BytesIO(p)).size for p in pngs]
     assert sizes[1] == sizes[2] == (128, 128)  # one 8x8 digit, upscaled 16x
     assert sizes[0] == sizes[3]  # a batch is tiled like image_grid

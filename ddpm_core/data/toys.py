@@ -1,174 +1,18 @@
-r"""Data: 8×8 digits (offline), MNIST / Fashion-MNIST (online), and 2-D toy distributions.
-
-Introduced in chapter 6 (Training); the 2-D toys and :class:`GaussianMixture2D` in chapter 8.
-
-Images follow one convention (DESIGN.md §6): pixels are first put on the 8-bit grid
-{0, ..., 255} like any image file, then scaled to $[-1, 1]$ by $x = v / 127.5 - 1$ [DDPM §3.3],
-so that the bound in bits/dim is the usual 8-bit one and the 256-bin decoder applies alike to
-every dataset. Loaders return ``(x, y)``: x (N, C, H, W) float32 in $[-1, 1]$, y (N,) int64.
-"""
+r"""2-D toy distributions: two moons, a swiss roll, and Gaussian mixtures whose score is exact (chapter 8)."""
 
 from __future__ import annotations
 
 import math
-import socket
-from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = [
-    "load_digits", "load_mnist", "to_image", "from_image",
-    "two_moons", "swiss_roll", "GaussianMixture2D",
-    "DIGITS_TEST_SIZE", "DIGITS_SPLIT_SEED",
-]
+from .._checks import check_int, check_number
 
-PIXEL_LEVELS = 256
-"""8-bit images: 256 gray levels, the grid the discretized decoder assumes [DDPM §3.3]."""
-HALF_RANGE = (PIXEL_LEVELS - 1) / 2
-"""127.5: maps {0..255} onto [-1, 1] by v / 127.5 - 1."""
-DIGITS_MAX = 16
-"""sklearn's digits hold integer intensities 0..16 (4×4 pixel counts of the original 32×32 bitmaps)."""
-DIGITS_TEST_SIZE = 300
-"""Held-out digits (of 1,797): 1,497 train / 300 test, enough to measure a classifier to ~±1 %."""
-DIGITS_SPLIT_SEED = 0
-"""The fixed seed of the stratified train/test split, so every chapter sees the same split."""
-DOWNLOAD_TIMEOUT_S = 10.0
-"""Socket timeout while downloading MNIST: fail fast (no hang) when there is no network."""
+__all__ = ["two_moons", "swiss_roll", "GaussianMixture2D"]
 
 
-# ---------------------------------------------------------------------------------------------
-# Pixel conventions
-# ---------------------------------------------------------------------------------------------
-def to_image(x: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
-    """Map model space [-1, 1] to image space: float in [0, 1] (default) or uint8 in {0..255}.
-
-    Values outside [-1, 1] (a sampler's overshoot) are clipped.
-    """
-    if not isinstance(x, Tensor):
-        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-    v = ((x.detach().float().clamp(-1, 1) + 1) * HALF_RANGE)  # [0, 255]
-    if dtype == torch.uint8:
-        return v.round().to(torch.uint8)
-    if not dtype.is_floating_point:
-        raise ValueError(f"dtype must be torch.uint8 or a float dtype, got {dtype}")
-    return (v / (PIXEL_LEVELS - 1)).to(dtype)
-
-
-def from_image(img) -> Tensor:
-    """Map an image to model space [-1, 1]: uint8 {0..255} → v/127.5 − 1; float [0, 1] → 2v − 1."""
-    img = torch.as_tensor(img)
-    if img.dtype == torch.uint8:
-        return img.float() / HALF_RANGE - 1.0
-    if not img.is_floating_point():
-        raise TypeError(f"img must be uint8 or float in [0, 1], got dtype {img.dtype}")
-    if img.numel() and (img.min() < 0 or img.max() > 1):
-        raise ValueError("a float img must lie in [0, 1]; pass uint8 for {0..255} images")
-    return img.float() * 2.0 - 1.0
-
-
-def _resize_8bit(v: Tensor, image_size: int) -> Tensor:
-    """Bilinear (antialiased) resize of 8-bit images (N, C, H, W) kept on the 8-bit grid."""
-    if v.shape[-1] == image_size and v.shape[-2] == image_size:
-        return v
-    out = F.interpolate(v.float(), size=(image_size, image_size), mode="bilinear",
-                        align_corners=False, antialias=True)
-    return out.round().clamp(0, PIXEL_LEVELS - 1).to(torch.uint8)
-
-
-def _check_image_size(image_size) -> int:
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 2:
-        raise ValueError(f"image_size must be an int >= 2, got {image_size!r}")
-    return image_size
-
-
-# ---------------------------------------------------------------------------------------------
-# Digits (offline) and MNIST (online)
-# ---------------------------------------------------------------------------------------------
-def load_digits(image_size: int = 8, split: str = "train") -> tuple[Tensor, Tensor]:
-    """scikit-learn's 1,797 handwritten digits as 8-bit gray images scaled to [-1, 1].
-
-    Each 0..16 intensity $v$ becomes the 8-bit level $\\mathrm{round}(255 v / 16)$, then
-    $x = \\text{level} / 127.5 - 1$. With ``image_size != 8`` the 8-bit images are resized
-    (bilinear, antialiased) and rounded back onto the 8-bit grid. The train/test split is a fixed
-    stratified split (seed :data:`DIGITS_SPLIT_SEED`): 1,497 train, 300 test.
-
-    Args:
-        image_size: output height and width (8 native; 16 for a harder problem).
-        split: "train", "test" or "all".
-
-    Returns:
-        x (N, 1, image_size, image_size) float32 in [-1, 1]; y (N,) int64 labels 0..9.
-    """
-    from sklearn.datasets import load_digits as _sk_load_digits
-    from sklearn.model_selection import train_test_split
-
-    _check_image_size(image_size)
-    if split not in ("train", "test", "all"):
-        raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
-    bunch = _sk_load_digits()
-    levels = np.rint(bunch.images * (PIXEL_LEVELS - 1) / DIGITS_MAX).astype(np.uint8)  # (1797, 8, 8)
-    labels = bunch.target.astype(np.int64)
-    if split != "all":
-        idx_train, idx_test = train_test_split(np.arange(len(labels)), test_size=DIGITS_TEST_SIZE,
-                                               random_state=DIGITS_SPLIT_SEED, stratify=labels)
-        idx = np.sort(idx_train if split == "train" else idx_test)
-        levels, labels = levels[idx], labels[idx]
-    v = _resize_8bit(torch.from_numpy(levels)[:, None], image_size)  # (N, 1, S, S) uint8
-    return from_image(v), torch.from_numpy(labels)
-
-
-def load_mnist(root: str | Path = "data", fashion: bool = False, split: str = "train",
-               image_size: int = 28, download: bool = True,
-               timeout: float = DOWNLOAD_TIMEOUT_S) -> tuple[Tensor, Tensor]:
-    """MNIST (or Fashion-MNIST) through torchvision, scaled to [-1, 1]; needs the network once.
-
-    Fails fast with a clear error when the files are missing and cannot be downloaded (the socket
-    timeout is set to ``timeout`` seconds during the download only, then restored); offline, use
-    :func:`load_digits`.
-
-    Args:
-        root: folder for the downloaded files.
-        fashion: Fashion-MNIST instead of MNIST.
-        split: "train" (60,000) or "test" (10,000).
-        image_size: 28 native; other sizes are resized on the 8-bit grid.
-        download: try to download missing files.
-        timeout: seconds before a download attempt gives up.
-
-    Returns:
-        x (N, 1, image_size, image_size) float32 in [-1, 1]; y (N,) int64 labels 0..9.
-    """
-    _check_image_size(image_size)
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    try:
-        from torchvision import datasets
-    except ImportError as e:  # pragma: no cover - torchvision is in requirements.txt
-        raise ImportError("load_mnist needs torchvision (pip install torchvision); "
-                          "offline, use ddpm_core.load_digits() instead") from e
-    cls = datasets.FashionMNIST if fashion else datasets.MNIST
-    name = "Fashion-MNIST" if fashion else "MNIST"
-    old_timeout = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(timeout)
-    try:
-        ds = cls(root=str(root), train=(split == "train"), download=download)
-    except Exception as e:  # torchvision raises RuntimeError/URLError/OSError on a failed download
-        raise RuntimeError(
-            f"could not load {name} from {str(root)!r} ({type(e).__name__}: {e}). It needs the network "
-            f"once (or the files placed under {str(root)!r}). Offline, use ddpm_core.load_digits() "
-            "(8×8 digits shipped with scikit-learn)."
-        ) from e
-    finally:
-        socket.setdefaulttimeout(old_timeout)
-    v = _resize_8bit(ds.data[:, None], image_size)  # (N, 1, S, S) uint8
-    return from_image(v), ds.targets.long()
-
-
-# ---------------------------------------------------------------------------------------------
-# 2-D toys
-# ---------------------------------------------------------------------------------------------
 def _standardize(x: np.ndarray) -> Tensor:
     x = (x - x.mean(0)) / x.std(0)
     return torch.from_numpy(x.astype(np.float32))
@@ -182,7 +26,7 @@ def two_moons(n: int, noise: float = 0.05, seed: int | None = 0, standardize: bo
     """
     from sklearn.datasets import make_moons
 
-    _check_n(n)
+    check_int("n", n, 1)
     x, _ = make_moons(n_samples=n, noise=noise, random_state=seed)
     return _standardize(x) if standardize else torch.from_numpy(x.astype(np.float32))
 
@@ -191,15 +35,10 @@ def swiss_roll(n: int, noise: float = 0.5, seed: int | None = 0, standardize: bo
     """The 2-D swiss roll (sklearn ``make_swiss_roll``, coordinates x and z), (n, 2) float32."""
     from sklearn.datasets import make_swiss_roll
 
-    _check_n(n)
+    check_int("n", n, 1)
     x, _ = make_swiss_roll(n_samples=n, noise=noise, random_state=seed)
     x = x[:, [0, 2]]
     return _standardize(x) if standardize else torch.from_numpy(x.astype(np.float32))
-
-
-def _check_n(n) -> None:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
 
 
 def _cpu64(x: Tensor) -> Tensor:
@@ -272,7 +111,7 @@ class GaussianMixture2D:
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """Draw n points (n, 2) float32: a component k ~ π, then x = μ_k + L_k z with L_k L_kᵀ = Σ_k."""
-        _check_n(n)
+        check_int("n", n, 1)
         k = torch.multinomial(self.weights, n, replacement=True, generator=generator)  # (n,)
         z = torch.randn(n, 2, generator=generator, dtype=torch.float64)  # (n, 2)
         L = torch.linalg.cholesky(self.covs)  # (K, 2, 2)
@@ -347,8 +186,4 @@ class GaussianMixture2D:
             if alpha_bar.numel() != 1:
                 raise ValueError("alpha_bar must be a single number (one noise level per call)")
             alpha_bar = alpha_bar.item()
-        if isinstance(alpha_bar, bool) or not isinstance(alpha_bar, (int, float)):
-            raise TypeError(f"alpha_bar must be a float in (0, 1], got {type(alpha_bar).__name__}")
-        if not 0.0 < float(alpha_bar) <= 1.0:
-            raise ValueError(f"alpha_bar must lie in (0, 1], got {alpha_bar}")
-        return float(alpha_bar)
+        return check_number("alpha_bar", alpha_bar, 0.0, 1.0, open_low=True)

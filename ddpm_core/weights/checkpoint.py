@@ -1,4 +1,4 @@
-"""Atomic, verifiable training checkpoints (chapter 6).
+"""Atomic, verifiable checkpoint files: one plain-data format for runs and shipped weights (chapter 6).
 
 A checkpoint is one ``torch.save`` file holding only plain data (tensors, dicts, lists, numbers,
 strings), so it loads with ``torch.load(weights_only=True)``, which runs no pickled code:
@@ -22,10 +22,16 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
-from .ema import EMA, unwrap_model
+from .._checks import check_int
+from ..model.ema import unwrap_model
+
+if TYPE_CHECKING:
+    from ..model.ema import EMA
 
 __all__ = ["save_checkpoint", "load_checkpoint", "file_sha256", "rng_state", "set_rng_state",
            "CheckpointError", "CHECKPOINT_FORMAT"]
@@ -83,8 +89,7 @@ def save_checkpoint(path: str | Path, *, model: nn.Module, step: int = 0, ema: E
         rng: from :func:`rng_state`; history, extra: plain data.
     """
     path = Path(path)
-    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-        raise ValueError(f"step must be a non-negative int, got {step!r}")
+    check_int("step", step, 0)
     state = {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
@@ -142,7 +147,7 @@ def load_checkpoint(path: str | Path, sha256: str | None = None, map_location="c
                 "is corrupt, truncated or not the one recorded (re-download or retrain it)")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError, pickle.UnpicklingError,
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, pickle.UnpicklingError,
             zipfile.BadZipFile) as e:
         raise CheckpointError(f"checkpoint {str(path)!r} is corrupt or unreadable "
                               f"({type(e).__name__}: {e})") from e

@@ -1,4 +1,4 @@
-r"""Training objectives: the simplified loss $L_\text{simple}$ and a one-sample estimate of the bound."""
+r"""Training objectives: the simplified loss $L_\text{simple}$ and a one-sample estimate of the bound (chapters 4, 6)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from ._checks import check_choice, check_same_shape, check_tensor, check_timesteps
+from .._checks import check_choice, check_model_output, check_same_shape, check_tensor, check_timesteps
+from ..utils import randn
 from .elbo import prior_bpd, vlb_term_bpd
-from .forward import _q_sample
+from .forward import q_sample
 from .schedule import NoiseSchedule
-from .utils import randn
 
 
 def _draw_t_eps(s: NoiseSchedule, x0: Tensor, t, eps, generator) -> tuple[Tensor, Tensor]:
@@ -43,15 +43,10 @@ def loss_simple(model: Callable[[Tensor, Tensor], Tensor], s: NoiseSchedule, x0:
     """
     check_choice("reduction", reduction, ("mean", "none"))
     t, eps = _draw_t_eps(s, x0, t, eps, generator)
-    per_image = _loss_simple_per_image(model, s, x0, t, eps)
+    xt = q_sample(s, x0, t, eps)
+    eps_theta = check_model_output(model(xt, t), xt)
+    per_image = (eps - eps_theta).pow(2).flatten(1).mean(1)  # (B,)
     return per_image.mean() if reduction == "mean" else per_image
-
-
-def _loss_simple_per_image(model, s: NoiseSchedule, x0: Tensor, t: Tensor, eps: Tensor) -> Tensor:
-    """(B,) per-image L_simple without the argument checks: the trainer's hot path, whose t and ε
-    are valid by construction (the checks read values back from the device, a GPU sync each)."""
-    eps_theta = model(_q_sample(s, x0, t, eps), t)
-    return (eps - eps_theta).pow(2).flatten(1).mean(1)  # (B,)
 
 
 def loss_vlb(model: Callable[[Tensor, Tensor], Tensor], s: NoiseSchedule, x0: Tensor, t=None,
@@ -67,6 +62,7 @@ def loss_vlb(model: Callable[[Tensor, Tensor], Tensor], s: NoiseSchedule, x0: Te
     """
     check_choice("reduction", reduction, ("mean", "none"))
     t, eps = _draw_t_eps(s, x0, t, eps, generator)
-    xt = _q_sample(s, x0, t, eps)
-    per_image = prior_bpd(s, x0) + s.num_steps * vlb_term_bpd(s, x0, xt, t, model(xt, t), variance)
+    xt = q_sample(s, x0, t, eps)
+    eps_theta = check_model_output(model(xt, t), xt)
+    per_image = prior_bpd(s, x0) + s.num_steps * vlb_term_bpd(s, x0, xt, t, eps_theta, variance)
     return per_image.mean() if reduction == "mean" else per_image

@@ -1,4 +1,4 @@
-r"""The variational bound of DDPM, term by term, in bits per dimension [DDPM eq. 5].
+r"""The variational bound of DDPM, term by term, in bits per dimension [DDPM eq. 5] (chapter 4).
 
 $-\log p_\theta(x_0) \le \underbrace{D_{KL}(q(x_T|x_0)\,\|\,p(x_T))}_{L_T}
 + \sum_{t=2}^{T}\underbrace{D_{KL}(q(x_{t-1}|x_t,x_0)\,\|\,p_\theta(x_{t-1}|x_t))}_{L_{t-1}}
@@ -18,12 +18,12 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from ._checks import check_same_shape, check_tensor, check_timesteps
-from .forward import _q_sample
+from .._checks import check_model_output, check_same_shape, check_tensor, check_timesteps
+from ..utils import extract, randn
+from .forward import q_sample
 from .likelihood import discretized_gaussian_log_likelihood, normal_kl
-from .posterior import _p_mean_variance, _q_posterior
+from .posterior import p_mean_variance, q_posterior
 from .schedule import NoiseSchedule
-from .utils import extract, randn
 
 
 def _bits_per_dim(nats: Tensor) -> Tensor:
@@ -62,8 +62,8 @@ def vlb_term_bpd(s: NoiseSchedule, x0: Tensor, xt: Tensor, t: Tensor, eps_theta:
     """
     check_same_shape(x0=x0, xt=xt, eps_theta=eps_theta)
     t = check_timesteps(t, s.num_steps, x0.shape[0], device=s.device)
-    mean_q, var_q = _q_posterior(s, x0, xt, t)
-    mean_p, var_p = _p_mean_variance(s, eps_theta, xt, t, variance, clip_x0=False)
+    mean_q, var_q = q_posterior(s, x0, xt, t)
+    mean_p, var_p = p_mean_variance(s, eps_theta, xt, t, variance, clip_x0=False)
     # At t = 1 the posterior variance is 0 (log = -inf); clamp it there, the KL is not used.
     kl = normal_kl(mean_q, var_q.clamp(min=torch.finfo(var_q.dtype).tiny).log(), mean_p, var_p.log())
     decoder_nll = -discretized_gaussian_log_likelihood(x0, mean_p, 0.5 * var_p.log())
@@ -111,8 +111,8 @@ def elbo_terms(model: Callable[[Tensor, Tensor], Tensor], s: NoiseSchedule, x0: 
         for t_int in tqdm(range(1, T + 1), desc="bound terms", disable=not progress):
             t = torch.full((B,), t_int, dtype=torch.long, device=x0.device)
             eps = randn(x0.shape, generator, x0.device)
-            xt = _q_sample(s, x0, t, eps)
-            eps_theta = model(xt, t)
+            xt = q_sample(s, x0, t, eps)
+            eps_theta = check_model_output(model(xt, t), xt)
             terms[:, t_int] = vlb_term_bpd(s, x0, xt, t, eps_theta, variance)
         prior = prior_bpd(s, x0)
     return ElboTerms(prior=prior, terms=terms, total=prior + terms.sum(1))

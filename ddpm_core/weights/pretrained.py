@@ -1,8 +1,8 @@
-"""Models trained by the project and shipped with the package, sha256-verified (chapters 4-8).
+"""The diffusion models trained by the project and shipped with the package, sha256-verified (chapters 4-8).
 
 Each model is ``checkpoints/<name>.pt`` (EMA weights only, a few MB) with ``checkpoints/<name>.json``
 beside it recording the file's sha256, the exact training command, its wall time and speed.
-They were trained with the project's own CLI (``python -m ddpm_core.train``) on a 2-core CPU,
+They were trained with the project's own CLI (``python -m ddpm_core.train``; the shipped records keep the flags of the time, ``--steps`` for today's ``--train-steps``) on a 2-core CPU,
 8×8 digits, DDPM's linear schedule with T = 1000:
 
 - ``"digits"``: unconditional, $L_\\text{simple}$ [DDPM eq. 14].
@@ -10,12 +10,11 @@ They were trained with the project's own CLI (``python -m ddpm_core.train``) on 
   $L_\\text{simple}$ vs $L_\\text{vlb}$ comparison in chapter 4.
 - ``"digits-cond"``: class-conditional with label dropout 0.1, for classifier-free guidance.
 
-Rebuild one: train, then ``python -m ddpm_core.pretrained RUN_DIR/checkpoint.pt NAME``.
+Rebuild one: train, then ``python -m ddpm_core.weights.pretrained RUN_DIR/checkpoint.pt NAME``.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,15 +22,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .checkpoint import CheckpointError, file_sha256, load_checkpoint, save_checkpoint
-from .schedule import NoiseSchedule
-from .training import TrainConfig, schedule_from_config
-from .unet import UNet, UNetConfig
-from .utils import default_device
+from .._checks import check_choice
+from ..diffusion.schedule import NoiseSchedule
+from ..model.unet import UNet, UNetConfig
+from ..utils import default_device
+from .checkpoint import CheckpointError, file_sha256, load_checkpoint
+from .shipped import SHIPPED_DIR, load_shipped, write_shipped
 
 __all__ = ["Pretrained", "load_pretrained", "available_pretrained", "export_pretrained", "PRETRAINED_DIR"]
 
-PRETRAINED_DIR = Path(__file__).parent / "checkpoints"
+PRETRAINED_DIR = SHIPPED_DIR
 PRETRAINED_NAMES = ("digits", "digits-cond", "digits-vlb")
 
 
@@ -74,20 +74,14 @@ def load_pretrained(name: str = "digits", device=None) -> Pretrained:
         ValueError: unknown name. FileNotFoundError: not shipped in this installation.
         CheckpointError: the weights file does not match its recorded sha256, or is corrupt.
     """
-    if name not in PRETRAINED_NAMES:
-        raise ValueError(f"name must be one of {list(PRETRAINED_NAMES)}, got {name!r}")
-    meta_path = PRETRAINED_DIR / f"{name}.json"
-    if not meta_path.is_file():
-        raise FileNotFoundError(f"pretrained model {name!r} is not shipped here ({meta_path} is missing); "
-                                f"available: {available_pretrained()}")
-    info = json.loads(meta_path.read_text())
-    state = load_checkpoint(PRETRAINED_DIR / info["file"], sha256=info["sha256"])
+    check_choice("name", name, PRETRAINED_NAMES)
+    state, info = load_shipped(name, folder=PRETRAINED_DIR)
     device = torch.device(device) if device is not None else default_device()
     configs = state["configs"]
     model = UNet(UNetConfig.from_dict(configs["unet"]))
     model.load_state_dict(state["model"])
     model.to(device).eval().requires_grad_(False)
-    schedule = schedule_from_config(TrainConfig.from_dict(configs["train"])).to(device)
+    schedule = NoiseSchedule.from_config(configs["schedule"]).to(device)  # the checkpoint stores it
     return Pretrained(name=name, model=model, schedule=schedule,
                       image_shape=tuple(configs["data"]["image_shape"]), config=configs, info=info,
                       history=state.get("history") or {})
@@ -110,23 +104,21 @@ def export_pretrained(checkpoint: str | Path, name: str, dest: str | Path = PRET
         train_info = json.loads(info_path.read_text()) if info_path.is_file() else {}
     model = UNet(UNetConfig.from_dict(state["configs"]["unet"]))
     model.load_state_dict(state["ema"]["model"])
-    dest = Path(dest)
-    sha = save_checkpoint(dest / f"{name}.pt", model=model, step=state["step"], configs=state["configs"],
-                          history=state.get("history"),
-                          extra={"weights": "ema", "ema_decay": state["ema"]["decay"],
-                                 "command": state["extra"].get("command", "")})
-    record = {"name": name, "file": f"{name}.pt", "sha256": sha,
-              "source_checkpoint_sha256": file_sha256(checkpoint), "step": state["step"],
+    record = {"source_checkpoint_sha256": file_sha256(checkpoint), "step": state["step"],
               "weights": "EMA", "num_params": sum(p.numel() for p in model.parameters()),
               **{k: v for k, v in train_info.items() if k not in ("checkpoint_sha256",)}}
     if note:
         record["note"] = note
-    (dest / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
-    return record
+    return write_shipped(name, model, record, dest, step=state["step"], configs=state["configs"],
+                         history=state.get("history"),
+                         extra={"weights": "ema", "ema_decay": state["ema"]["decay"],
+                                "command": state["extra"].get("command", "")})
 
 
 def _main(argv: list[str] | None = None) -> None:  # pragma: no cover
-    p = argparse.ArgumentParser(prog="python -m ddpm_core.pretrained",
+    import argparse  # the export command only: loading a model never needs it
+
+    p = argparse.ArgumentParser(prog="python -m ddpm_core.weights.pretrained",
                                 description="Export a training run's EMA weights as a shipped model.")
     p.add_argument("checkpoint", help="RUN_DIR/checkpoint.pt written by python -m ddpm_core.train")
     p.add_argument("name", choices=PRETRAINED_NAMES)

@@ -21,32 +21,22 @@ fair share of confident samples (a collapsed model scores low).
 
 from __future__ import annotations
 
-import json
-import time
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import scipy.linalg
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from .checkpoint import file_sha256, load_checkpoint, save_checkpoint
-from .data import load_digits
+from .._checks import check_int, check_number
+from ..data.datasets import NUM_CLASSES, load_digits
+from .classifier import DigitsClassifier, load_digits_classifier
 
-__all__ = ["DigitsClassifier", "train_digits_classifier", "load_digits_classifier",
-           "classifier_accuracy", "frechet_distance", "digits_fid", "digits_fid_floor", "digits_reference_split",
-           "DigitsQuality", "digits_quality"]
+__all__ = ["frechet_distance", "digits_fid", "digits_fid_floor", "digits_reference_split",
+           "DigitsQuality", "digits_quality", "CONFIDENCE", "load_digits_classifier"]
 
-CHECKPOINT_DIR = Path(__file__).parent / "checkpoints"
-CLASSIFIER_NAME = "digits_classifier"
-NUM_CLASSES = 10
-DIGIT_SIZE = 8
-"""The classifier sees 8×8 images; other sizes are resized (antialiased bilinear) first."""
-FEATURE_DIM = 128
-"""Size of the penultimate features the Fréchet distance uses (vs. Inception's 2,048)."""
 CONFIDENCE = 0.9
 """A sample counts as a recognizable digit when the classifier's max softmax probability is ≥ this."""
 COVERAGE_SHARE = 0.25
@@ -55,99 +45,6 @@ SQRTM_EPS = 1e-6
 """Diagonal offset when Σ1Σ2 is singular, the value of the reference FID implementation."""
 FLOOR_SEED = 0
 """Seed of the random halves for the real-vs-real floor."""
-
-
-class DigitsClassifier(nn.Module):
-    """A small CNN for 8×8 digits in [-1, 1]: two 3×3 convs, a 2×2 max-pool, a 128-d feature layer."""
-
-    def __init__(self):
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(),
-            nn.MaxPool2d(2),  # (B, 64, 4, 4)
-            nn.Flatten(),  # (B, 1024)
-            nn.Linear(64 * 4 * 4, FEATURE_DIM), nn.ReLU(),  # (B, 128) penultimate features
-        )
-        self.dropout = nn.Dropout(0.3)
-        self.head = nn.Linear(FEATURE_DIM, NUM_CLASSES)
-
-    @staticmethod
-    def _prepare(x: Tensor) -> Tensor:
-        if not isinstance(x, Tensor) or x.dim() != 4 or x.shape[1] != 1:
-            raise ValueError(f"x must be (N, 1, H, W) images in [-1, 1], got "
-                             f"{tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
-        x = x.float().clamp(-1, 1)
-        if x.shape[-2:] != (DIGIT_SIZE, DIGIT_SIZE):
-            x = F.interpolate(x, size=(DIGIT_SIZE, DIGIT_SIZE), mode="bilinear", antialias=True,
-                              align_corners=False)
-        return x
-
-    def features(self, x: Tensor) -> Tensor:
-        """(N, 1, H, W) → (N, 128) penultimate activations."""
-        return self.body(self._prepare(x))
-
-    def forward(self, x: Tensor) -> Tensor:
-        """(N, 1, H, W) → (N, 10) logits."""
-        return self.head(self.dropout(self.features(x)))
-
-
-def _random_shift(x: Tensor, generator: torch.Generator) -> Tensor:
-    """Augmentation: shift each image by -1, 0 or +1 pixel in each direction (zero = -1 padded)."""
-    B = x.shape[0]
-    padded = F.pad(x, (1, 1, 1, 1), value=-1.0)  # (B, 1, 10, 10)
-    dy, dx = torch.randint(0, 3, (2, B), generator=generator)
-    rows = (dy[:, None] + torch.arange(DIGIT_SIZE))[:, :, None]  # (B, 8, 1)
-    cols = (dx[:, None] + torch.arange(DIGIT_SIZE))[:, None, :]  # (B, 1, 8)
-    return padded[torch.arange(B)[:, None, None], 0, rows, cols][:, None]  # (B, 1, 8, 8)
-
-
-def train_digits_classifier(epochs: int = 40, batch_size: int = 64, lr: float = 1e-3, seed: int = 0,
-                            progress: bool = False) -> tuple[DigitsClassifier, float]:
-    """Train :class:`DigitsClassifier` on the digits train split; return it (eval mode) and its
-    accuracy on the 300 held-out test digits. Runs in well under a minute on a CPU; seeded, and
-    the caller's global RNG is left untouched."""
-    x, y = load_digits(split="train")
-    x_test, y_test = load_digits(split="test")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        g = torch.Generator().manual_seed(seed)
-        model = DigitsClassifier()
-        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
-        for epoch in range(epochs):
-            model.train()
-            perm = torch.randperm(len(x), generator=g)
-            for i in range(0, len(x), batch_size):
-                idx = perm[i:i + batch_size]
-                loss = F.cross_entropy(model(_random_shift(x[idx], g)), y[idx])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-            sched.step()
-            if progress:
-                print(f"epoch {epoch + 1}/{epochs}: test accuracy {classifier_accuracy(model, x_test, y_test):.4f}")
-    model.eval()
-    return model, classifier_accuracy(model, x_test, y_test)
-
-
-@torch.no_grad()
-def classifier_accuracy(model: DigitsClassifier, x: Tensor, y: Tensor) -> float:
-    """Fraction of ``x`` classified as ``y``."""
-    was_training = model.training
-    model.eval()
-    acc = (model(x).argmax(1) == y).float().mean().item()
-    model.train(was_training)
-    return acc
-
-
-def load_digits_classifier(device=None) -> DigitsClassifier:
-    """The shipped classifier (``checkpoints/digits_classifier.pt``), sha256-verified, eval mode."""
-    meta = json.loads((CHECKPOINT_DIR / f"{CLASSIFIER_NAME}.json").read_text())
-    state = load_checkpoint(CHECKPOINT_DIR / meta["file"], sha256=meta["sha256"])
-    model = DigitsClassifier()
-    model.load_state_dict(state["model"])
-    return model.to(device if device is not None else "cpu").eval().requires_grad_(False)
 
 
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
@@ -227,8 +124,7 @@ def digits_fid_floor(num_samples: int | None = None, classifier: DigitsClassifie
     held_out = digits_reference_split()[1]
     if num_samples is None:
         num_samples = len(held_out)
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or not 2 <= num_samples <= len(held_out):
-        raise ValueError(f"num_samples must be an int in 2..{len(held_out)}, got {num_samples!r}")
+    check_int("num_samples", num_samples, 2, len(held_out))
     return digits_fid(held_out[:num_samples], classifier=classifier)
 
 
@@ -251,8 +147,7 @@ class DigitsQuality:
 def digits_quality(samples: Tensor, classifier: DigitsClassifier | None = None,
                    confidence: float = CONFIDENCE, reference: Tensor | None = None) -> DigitsQuality:
     """digits-FID, the confidently-classified fraction and class coverage of ``samples`` (N, 1, H, W)."""
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    check_number("confidence", confidence, 0.0, 1.0, open_low=True, open_high=True)
     classifier = load_digits_classifier() if classifier is None else classifier
     device = next(classifier.parameters()).device
     probs = torch.cat([F.softmax(classifier(samples[i:i + 1000].to(device)), 1).cpu()
@@ -266,21 +161,3 @@ def digits_quality(samples: Tensor, classifier: DigitsClassifier | None = None,
                          confident_fraction=n_conf / len(samples),
                          class_coverage=covered.float().mean().item(),
                          class_counts=tuple(counts.tolist()), num_samples=len(samples))
-
-
-def _export_classifier(dest: Path = CHECKPOINT_DIR) -> dict:
-    """Train the classifier and write ``digits_classifier.pt`` + ``.json`` (the shipped weights)."""
-    t0 = time.perf_counter()
-    model, accuracy = train_digits_classifier()
-    wall = time.perf_counter() - t0
-    sha = save_checkpoint(dest / f"{CLASSIFIER_NAME}.pt", model=model,
-                          extra={"test_accuracy": accuracy})
-    meta = {"name": CLASSIFIER_NAME, "file": f"{CLASSIFIER_NAME}.pt", "sha256": sha,
-            "command": "python -m ddpm_core.metrics", "wall_time_s": round(wall, 1),
-            "test_accuracy": accuracy, "test_size": 300, "torch": torch.__version__}
-    (dest / f"{CLASSIFIER_NAME}.json").write_text(json.dumps(meta, indent=2) + "\n")
-    return meta
-
-
-if __name__ == "__main__":  # pragma: no cover
-    print(json.dumps(_export_classifier(), indent=2))

@@ -1,4 +1,4 @@
-r"""Log-likelihood building blocks, in nats: the Gaussian KL and the discretized Gaussian decoder.
+r"""Log-likelihood building blocks, in nats: the Gaussian density and KL, the discretized decoder (chapters 1-4).
 
 Units are in the names of the callers (``*_bpd`` is bits per dimension); everything here is in
 nats, elementwise, so a caller sums or averages over the dimensions it wants.
@@ -6,19 +6,39 @@ nats, elementwise, so a caller sums or averages over the dimensions it wants.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
-from ._checks import check_same_shape, check_tensor
+from .._checks import check_same_shape, check_tensor
 
-NUM_BINS = 256
-"""8-bit data: pixel values live on 256 levels, mapped to [-1, 1]."""
-BIN_HALF_WIDTH = 1.0 / (NUM_BINS - 1)
+PIXEL_LEVELS = 256
+"""8-bit images: 256 gray levels mapped to [-1, 1], the grid the discretized decoder assumes [DDPM §3.3]."""
+BIN_HALF_WIDTH = 1.0 / (PIXEL_LEVELS - 1)
 """Half the spacing 2/255 between neighbouring levels in [-1, 1]."""
 MIN_PROB = 1e-12
 """Floor on a bin's probability before the log: float32 mass of a far-off bin can underflow to 0."""
 GRID_TOLERANCE = 1e-3
 """How far (in units of one level) a value may sit from the 256-level grid and still count as on it."""
+
+
+def normal_pdf(x: Tensor, mean, var, *, log: bool = False) -> Tensor:
+    r"""The Gaussian density $N(x; \mu, \sigma^2) = \frac{1}{\sqrt{2\pi\sigma^2}}e^{-(x-\mu)^2/2\sigma^2}$, elementwise.
+
+    Args:
+        x: a tensor of points.
+        mean, var: $\mu$ and $\sigma^2 > 0$, numbers or tensors broadcastable against ``x``.
+        log: return $\log N(x; \mu, \sigma^2)$ in nats instead (exact far in the tails).
+
+    Returns:
+        The density (or log-density) at each point, in ``x``'s dtype (use float64 for grids).
+    """
+    if not isinstance(x, Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    var = torch.as_tensor(var, dtype=x.dtype, device=x.device)
+    log_p = -0.5 * ((x - mean) ** 2 / var + torch.log(2 * math.pi * var))
+    return log_p if log else log_p.exp()
 
 
 def normal_kl(mean1: Tensor, logvar1: Tensor, mean2: Tensor, logvar2: Tensor) -> Tensor:

@@ -1,4 +1,4 @@
-r"""Exponential moving average of a model's weights, the weights DDPM samples with [DDPM App. B].
+r"""Exponential moving average of a model's weights, the weights DDPM samples with [DDPM App. B] (chapter 6).
 
 Introduced in chapter 6 (Training). After each optimizer step,
 
@@ -16,6 +16,8 @@ import copy
 
 import torch
 from torch import nn
+
+from .._checks import check_number
 
 __all__ = ["EMA", "unwrap_model"]
 
@@ -40,9 +42,7 @@ class EMA:
     def __init__(self, model: nn.Module, decay: float = 0.9999, warmup: bool = False):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0.0 <= decay < 1.0:
-            raise ValueError(f"decay must be a float in [0, 1), got {decay!r}")
-        self.decay = float(decay)
+        self.decay = check_number("decay", decay, 0.0, 1.0, open_high=True)
         self.warmup = bool(warmup)
         self.num_updates = 0
         self.model = copy.deepcopy(unwrap_model(model)).eval().requires_grad_(False)

@@ -1,10 +1,12 @@
-"""Small conveniences for the chapters: computed numbers in the prose, and where we are running."""
+"""Computed numbers in the chapters' prose (glue, scientific notation) and where a chapter runs (every chapter)."""
 
 from __future__ import annotations
 
 import sys
 
 import torch
+
+from .._checks import check_int
 
 
 def in_colab() -> bool:
@@ -27,6 +29,28 @@ def glue(name: str, value, display: bool = False):
         return value
     _glue(name, value, display=display)
     return value
+
+
+SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def sci_notation(x: float, digits: int = 2, *, latex: bool = False) -> str:
+    r"""``x`` in scientific notation with ``digits`` significant digits, for prose and labels.
+
+    >>> sci_notation(4.04e-05)
+    '4.0 × 10⁻⁵'
+    >>> sci_notation(7.8e-05, latex=True)
+    '7.8\\cdot 10^{-5}'
+
+    A mantissa of exactly 1 is dropped in LaTeX (``10^{-4}``), kept in text (``1.0 × 10⁻⁴``).
+    Wrap the LaTeX form in ``$...$`` (e.g. ``IPython.display.Markdown``) to glue it.
+    """
+    check_int("digits", digits, 1)
+    mantissa, exponent = f"{float(x):.{digits - 1}e}".split("e")
+    if latex:
+        power = f"10^{{{int(exponent)}}}"
+        return power if float(mantissa) == 1 else f"{mantissa}\\cdot {power}"
+    return f"{mantissa} × 10{str(int(exponent)).translate(SUPERSCRIPT)}"
 
 
 def device_note(device: torch.device) -> str:

@@ -1,4 +1,4 @@
-"""Sliders over pre-rendered frames that work in a kernel, in the static book and in Colab.
+"""Sliders over pre-rendered frames that work in a kernel, in the static book and in Colab (every chapter).
 
 :func:`frame_slider` turns a short list of frames (PNG bytes, image arrays or matplotlib
 figures) and the value each one shows (usually the timestep t) into a slider:
@@ -15,7 +15,7 @@ figures) and the value each one shows (usually the timestep t) into a slider:
   ``FuncAnimation.to_jshtml()`` because it looks and behaves like the book's slider.
 
 Frames are bounded (``max_frames``, ``max_bytes``) so pages stay small: pick ~10-40 values of t,
-8x8 digits upscaled nearest-neighbour, figures at ~100 dpi (see :mod:`ddpm_core.viz`).
+8x8 digits upscaled nearest-neighbour, figures at ~100 dpi (see :mod:`.figures`).
 
 Example::
 
@@ -30,7 +30,9 @@ from __future__ import annotations
 import numbers
 from typing import Any, Callable, Sequence
 
-from . import viz
+from .._checks import check_int
+from ..data.images import DATA_RANGE, image_to_png, is_png
+from .figures import FRAME_DPI, fig_to_png, figure_frames, trajectory_frames
 
 MAX_FRAMES = 40  # one page holds every frame of every slider: keep it short
 MAX_BYTES = 4_000_000  # per slider, before base64 (which adds a third) in the page
@@ -56,18 +58,18 @@ def has_stack() -> bool:
 def _as_png(frame: Any, index: int, value_range) -> bytes:
     """PNG bytes for one frame: PNG bytes, a matplotlib Figure, or an image array/tensor."""
     if isinstance(frame, (bytes, bytearray, memoryview)):
-        if not viz.is_png(frame):
+        if not is_png(frame):
             raise ValueError(f"frame {index} is bytes but not a PNG image (bad signature)")
         return bytes(frame)
     if hasattr(frame, "savefig"):  # matplotlib Figure
-        return viz.fig_to_png(frame, close=True)
+        return fig_to_png(frame, close=True)
     if isinstance(frame, (str, numbers.Number)) or frame is None:
         raise ValueError(
             f"frame {index} is a {type(frame).__name__}; expected PNG bytes, a matplotlib Figure "
             "or an image array/tensor"
         )
     try:
-        return viz.image_to_png(frame, value_range=value_range)
+        return image_to_png(frame, value_range=value_range)
     except ValueError as err:
         raise ValueError(f"frame {index}: {err}") from err
 
@@ -92,7 +94,7 @@ def frame_slider(
     description: str = "t",
     *,
     label_format: str | Callable[[Any], str] | None = None,
-    value_range: tuple[float, float] | None = viz.DATA_RANGE,
+    value_range: tuple[float, float] | None = DATA_RANGE,
     initial: int = 0,
     max_frames: int = MAX_FRAMES,
     max_bytes: int = MAX_BYTES,
@@ -126,6 +128,19 @@ def frame_slider(
     """
     frames = list(frames)
     values = list(values)
+    labels = _check_frames(frames, values, label_format, initial, max_frames)
+    pngs = [_as_png(f, i, value_range) for i, f in enumerate(frames)]
+    total = sum(len(p) for p in pngs)
+    if total > max_bytes:
+        raise ValueError(
+            f"frames total {total / 1e6:.1f} MB, more than max_bytes={max_bytes / 1e6:.1f} MB: use "
+            "fewer or smaller frames (lower dpi, smaller figsize)"
+        )
+    return _slider_box(pngs, labels, description, initial, width)
+
+
+def _check_frames(frames: list, values: list, label_format, initial: int, max_frames: int) -> list[str]:
+    """Check the frames against their values and limits; return the slider's (distinct) labels."""
     if not frames:
         raise ValueError("frame_slider needs at least one frame")
     if len(frames) != len(values):
@@ -141,14 +156,11 @@ def frame_slider(
     if len(set(labels)) != len(labels):
         dupes = sorted({lab for lab in labels if labels.count(lab) > 1})
         raise ValueError(f"slider labels must be distinct, repeated: {dupes}")
-    pngs = [_as_png(f, i, value_range) for i, f in enumerate(frames)]
-    total = sum(len(p) for p in pngs)
-    if total > max_bytes:
-        raise ValueError(
-            f"frames total {total / 1e6:.1f} MB, more than max_bytes={max_bytes / 1e6:.1f} MB: use "
-            "fewer or smaller frames (lower dpi, smaller figsize)"
-        )
+    return labels
 
+
+def _slider_box(pngs: list[bytes], labels: list[str], description: str, initial: int, width: str):
+    """The widget: ipywidgets 8's Stack joined by jslink, or ipywidgets 7's kernel-side swap."""
     import ipywidgets as widgets
 
     slider = widgets.SelectionSlider(
@@ -187,7 +199,7 @@ def figure_slider(
     description: str = "t",
     *,
     figsize: tuple[float, float] = (5.0, 3.2),
-    dpi: float = viz.FRAME_DPI,
+    dpi: float = FRAME_DPI,
     **kwargs: Any,
 ):
     """``frame_slider`` over figures drawn by ``draw(ax, value)``, one per value.
@@ -202,7 +214,7 @@ def figure_slider(
         raise ValueError(
             f"{len(values)} values is more than max_frames={max_frames}: pick fewer values"
         )
-    frames = viz.figure_frames(draw, values, figsize=figsize, dpi=dpi)
+    frames = figure_frames(draw, values, figsize=figsize, dpi=dpi)
     return frame_slider(frames, values, description, **kwargs)
 
 
@@ -219,4 +231,29 @@ def slider_timesteps(num_steps: int, num: int = 21, include_zero: bool = True) -
     return sorted({round(start + i * (num_steps - start) / (num - 1)) for i in range(num)})
 
 
-__all__ = ["frame_slider", "figure_slider", "slider_timesteps", "has_stack", "ipywidgets_major"]
+def trajectory_slider(trajectory: Any, ts: Sequence[int] | None = None, *, num_frames: int = 21,
+                      num_images: int = 16, nrow: int = 4, description: str = "t",
+                      figsize: tuple[float, float] = (5.8, 3.0), **kwargs: Any):
+    r"""A slider over a sampler's :class:`~ddpm_core.Trajectory`: $x_t$ and $\hat x_0$ side by side at each t.
+
+    Args:
+        trajectory: from ``ddpm_sample(..., trajectory=True)`` or ``ddim_sample(...)``.
+        ts: the timesteps to show (each one the trajectory visited); default ``num_frames`` of them,
+            evenly spaced over the trajectory from $x_T$ to $x_0$.
+        num_images, nrow: the first ``num_images`` samples, ``nrow`` per row in each grid.
+        description, figsize, kwargs: as :func:`frame_slider` / :func:`figure_slider`.
+    """
+    if ts is None:
+        check_int("num_frames", num_frames, 2)
+        k, n = len(trajectory.t), min(num_frames, len(trajectory.t))
+        idx = sorted({round(i * (k - 1) / (n - 1)) for i in range(n)}) if n > 1 else [0]
+        ts = [trajectory.t[i] for i in idx]
+    ts = list(ts)
+    max_frames = kwargs.get("max_frames", MAX_FRAMES)
+    if len(ts) > max_frames:
+        raise ValueError(f"{len(ts)} timesteps is more than max_frames={max_frames}: pick fewer")
+    frames = trajectory_frames(trajectory, ts, num_images=num_images, nrow=nrow, figsize=figsize)
+    return frame_slider(frames, ts, description, **kwargs)
+
+
+__all__ = ["frame_slider", "figure_slider", "trajectory_slider", "slider_timesteps", "has_stack", "ipywidgets_major"]

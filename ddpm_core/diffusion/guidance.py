@@ -16,12 +16,14 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
+
+from .._checks import check_index_tensor, check_int, check_number
 
 __all__ = ["guided"]
 
 
-def guided(model: nn.Module, y, guidance_scale: float) -> Callable[[Tensor, Tensor], Tensor]:
+def guided(model: Callable[..., Tensor], y, guidance_scale: float) -> Callable[[Tensor, Tensor], Tensor]:
     r"""Wrap a class-conditional model as ``eps(xt, t)`` with classifier-free guidance [CFG eq. 6].
 
     Args:
@@ -39,21 +41,11 @@ def guided(model: nn.Module, y, guidance_scale: float) -> Callable[[Tensor, Tens
         num_classes = getattr(getattr(model, "config", None), "num_classes", None)
     if num_classes is None:
         raise ValueError("model must be class-conditional (num_classes set) for classifier-free guidance")
-    if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)):
-        raise TypeError(f"guidance_scale must be a number, got {type(guidance_scale).__name__}")
-    if not guidance_scale >= 0:
-        raise ValueError(f"guidance_scale must be >= 0, got {guidance_scale}")
-    if isinstance(y, bool) or not isinstance(y, (int, Tensor)):
-        raise TypeError(f"y must be an int or a (B,) int64 tensor, got {type(y).__name__}")
+    w = check_number("guidance_scale", guidance_scale, 0.0)
     if isinstance(y, Tensor):
-        if y.is_floating_point() or y.dim() > 1:
-            raise ValueError(f"y must be a scalar or (B,) integer tensor, got dtype {y.dtype}, shape {tuple(y.shape)}")
-        bad = (y < 0) | (y >= num_classes)
-        if bad.any():
-            raise ValueError(f"y must hold labels in 0..{num_classes - 1}")
-    elif not 0 <= y < num_classes:
-        raise ValueError(f"y must be a label in 0..{num_classes - 1}, got {y}")
-    w = float(guidance_scale)
+        check_index_tensor("y", y, 0, num_classes - 1, "labels")
+    else:
+        check_int("y", y, 0, num_classes - 1)
 
     def eps(xt: Tensor, t: Tensor) -> Tensor:
         B = xt.shape[0]

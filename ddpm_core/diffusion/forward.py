@@ -1,12 +1,12 @@
-r"""The forward (noising) process $q$: one step, and the closed-form marginal."""
+r"""The forward (noising) process $q$: one step, and the closed-form marginal (chapters 1-2)."""
 
 from __future__ import annotations
 
 from torch import Tensor
 
-from ._checks import check_same_shape, check_tensor, check_timesteps
+from .._checks import check_same_shape, check_tensor, check_timesteps
 from .schedule import NoiseSchedule
-from .utils import extract
+from ..utils import extract
 
 
 def q_step_mean_variance(s: NoiseSchedule, x_prev: Tensor, t) -> tuple[Tensor, Tensor]:
@@ -70,10 +70,5 @@ def q_sample(s: NoiseSchedule, x0: Tensor, t, eps: Tensor) -> Tensor:
     check_tensor("x0", x0)
     check_tensor("eps", eps)
     check_same_shape(x0=x0, eps=eps)
-    t = check_timesteps(t, s.num_steps, x0.shape[0], allow_zero=True, device=s.device)
-    return _q_sample(s, x0, t, eps)
-
-
-def _q_sample(s: NoiseSchedule, x0: Tensor, t: Tensor, eps: Tensor) -> Tensor:
-    alpha_bar, one_minus = extract(s.alpha_bars, t, x0.shape), extract(s.one_minus_alpha_bars, t, x0.shape)
-    return alpha_bar.sqrt() * x0 + one_minus.sqrt() * eps
+    mean, var = q_mean_variance(s, x0, t)
+    return mean + var.sqrt() * eps

@@ -1,4 +1,4 @@
-r"""The forward-process posterior $q(x_{t-1}|x_t, x_0)$ and the reverse model $p_\theta(x_{t-1}|x_t)$.
+r"""The forward-process posterior $q(x_{t-1}|x_t, x_0)$ and the reverse model $p_\theta(x_{t-1}|x_t)$ (chapter 3).
 
 $\epsilon$, $x_0$ and $x_t$ are tied by $x_t = \sqrt{\bar\alpha_t}x_0 + \sqrt{1-\bar\alpha_t}\epsilon$:
 knowing any two gives the third, which is how a noise predictor $\epsilon_\theta$ becomes a mean
@@ -7,12 +7,19 @@ $\mu_\theta$.
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
-from ._checks import check_same_shape, check_tensor, check_timesteps
-from .schedule import NoiseSchedule
-from .utils import extract
+from .._checks import check_choice, check_same_shape, check_tensor, check_timesteps
+from ..utils import extract
+from .schedule import REVERSE_VARIANCES, NoiseSchedule
+
+
+def _pair(s: NoiseSchedule, a_name: str, a: Tensor, xt: Tensor, t, allow_zero: bool) -> Tensor:
+    """Check two (B, ...) tensors of one shape and t; return t as (B,) int64 on the schedule's device."""
+    check_tensor(a_name, a)
+    check_tensor("xt", xt)
+    check_same_shape(**{a_name: a, "xt": xt})
+    return check_timesteps(t, s.num_steps, xt.shape[0], allow_zero=allow_zero, device=s.device)
 
 
 def q_posterior(s: NoiseSchedule, x0: Tensor, xt: Tensor, t) -> tuple[Tensor, Tensor]:
@@ -30,14 +37,7 @@ def q_posterior(s: NoiseSchedule, x0: Tensor, xt: Tensor, t) -> tuple[Tensor, Te
     Returns:
         mu_tilde (B, ...) and beta_tilde (B, 1, ..., 1).
     """
-    check_tensor("x0", x0)
-    check_tensor("xt", xt)
-    check_same_shape(x0=x0, xt=xt)
-    t = check_timesteps(t, s.num_steps, xt.shape[0], device=s.device)
-    return _q_posterior(s, x0, xt, t)
-
-
-def _q_posterior(s: NoiseSchedule, x0: Tensor, xt: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+    t = _pair(s, "x0", x0, xt, t, allow_zero=False)
     mu_tilde = extract(s.posterior_coef_x0, t, xt.shape) * x0 + extract(s.posterior_coef_xt, t, xt.shape) * xt
     return mu_tilde, extract(s.beta_tildes, t, xt.shape)
 
@@ -50,14 +50,7 @@ def x0_from_eps(s: NoiseSchedule, xt: Tensor, t, eps: Tensor) -> Tensor:
         t: int or (B,) paper timesteps in 0..T.
         eps: (B, ...) noise (true $\epsilon$ or a prediction $\epsilon_\theta$).
     """
-    check_tensor("xt", xt)
-    check_tensor("eps", eps)
-    check_same_shape(xt=xt, eps=eps)
-    t = check_timesteps(t, s.num_steps, xt.shape[0], allow_zero=True, device=s.device)
-    return _x0_from_eps(s, xt, t, eps)
-
-
-def _x0_from_eps(s: NoiseSchedule, xt: Tensor, t: Tensor, eps: Tensor) -> Tensor:
+    t = _pair(s, "eps", eps, xt, t, allow_zero=True)
     alpha_bar, one_minus = extract(s.alpha_bars, t, xt.shape), extract(s.one_minus_alpha_bars, t, xt.shape)
     return (xt - one_minus.sqrt() * eps) / alpha_bar.sqrt()
 
@@ -70,14 +63,7 @@ def eps_from_x0(s: NoiseSchedule, xt: Tensor, t, x0: Tensor) -> Tensor:
         t: int or (B,) paper timesteps in 1..T (at t = 0 the noise is undefined).
         x0: (B, ...) clean data or a prediction $\hat x_0$.
     """
-    check_tensor("xt", xt)
-    check_tensor("x0", x0)
-    check_same_shape(xt=xt, x0=x0)
-    t = check_timesteps(t, s.num_steps, xt.shape[0], device=s.device)
-    return _eps_from_x0(s, xt, t, x0)
-
-
-def _eps_from_x0(s: NoiseSchedule, xt: Tensor, t: Tensor, x0: Tensor) -> Tensor:
+    t = _pair(s, "x0", x0, xt, t, allow_zero=False)
     alpha_bar, one_minus = extract(s.alpha_bars, t, xt.shape), extract(s.one_minus_alpha_bars, t, xt.shape)
     return (xt - alpha_bar.sqrt() * x0) / one_minus.sqrt()
 
@@ -101,19 +87,11 @@ def p_mean_variance(s: NoiseSchedule, eps_theta: Tensor, xt: Tensor, t, variance
     Returns:
         mean (B, ...) and variance (B, 1, ..., 1).
     """
-    check_tensor("eps_theta", eps_theta)
-    check_tensor("xt", xt)
-    check_same_shape(eps_theta=eps_theta, xt=xt)
-    t = check_timesteps(t, s.num_steps, xt.shape[0], device=s.device)
-    return _p_mean_variance(s, eps_theta, xt, t, variance, clip_x0)
-
-
-def _p_mean_variance(s: NoiseSchedule, eps_theta: Tensor, xt: Tensor, t: Tensor, variance: str,
-                     clip_x0: bool) -> tuple[Tensor, Tensor]:
+    check_choice("variance", variance, REVERSE_VARIANCES)
+    t = _pair(s, "eps_theta", eps_theta, xt, t, allow_zero=False)
     var = extract(s.reverse_variances(variance), t, xt.shape)
     if clip_x0:
-        x0_hat = _x0_from_eps(s, xt, t, eps_theta).clamp(-1.0, 1.0)
-        mean, _ = _q_posterior(s, x0_hat, xt, t)
+        mean, _ = q_posterior(s, x0_from_eps(s, xt, t, eps_theta).clamp(-1.0, 1.0), xt, t)
     else:
         coef = extract(s.betas, t, xt.shape) / extract(s.one_minus_alpha_bars, t, xt.shape).sqrt()
         mean = (xt - coef * eps_theta) / extract(s.alphas, t, xt.shape).sqrt()

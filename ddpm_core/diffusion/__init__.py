@@ -1,0 +1,14 @@
+r"""The pure mathematics of the diffusion: schedules, $q$, its posterior, likelihoods, the bound,
+the losses and the samplers (chapters 1-4 and 7-8). Tensors in, tensors out: no ``nn.Module`` is
+defined here, and nothing here trains; a model is any callable ``model(xt, t) -> eps_theta``.
+"""
+
+from .schedule import REVERSE_VARIANCES, NoiseSchedule
+from .forward import q_mean_variance, q_sample, q_step_mean_variance, q_step_sample
+from .posterior import eps_from_x0, p_mean_variance, q_posterior, x0_from_eps
+from .likelihood import PIXEL_LEVELS, discretized_gaussian_log_likelihood, normal_kl, normal_pdf
+from .elbo import ElboTerms, elbo_terms, prior_bpd, vlb_term_bpd
+from .losses import loss_simple, loss_vlb
+from .sampling import (Trajectory, ddim_sample, ddim_step, ddim_timesteps, ddpm_sample, ddpm_step, reverse_loop,
+                       timestep_pairs)
+from .guidance import guided
