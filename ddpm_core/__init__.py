@@ -40,11 +40,6 @@ from .notebook import (apply_book_style, device_note, digit_rows, fig_to_png, fi
                        frame_slider, glue, images_figure, in_colab, sci_notation, show_images, slider_timesteps,
                        trajectory_slider)
 
-# Compatibility aliases for the chapters' older spellings (one spelling each once they switch):
-# dc.metrics.X -> dc.X, dc.unet.ResBlock -> dc.model.ResBlock, dc.viz.OKABE_ITO -> dc.OKABE_ITO.
-from .evaluation import metrics
-from .model import unet
-from .notebook import style as viz
 from .notebook.style import OKABE_ITO
 
 _LAZY = {name: "ddpm_core.training" for name in
