@@ -5,7 +5,7 @@ Debian Chromium (never a downloaded browser: ``playwright install`` is not used)
 request that is not to 127.0.0.1, and checks on each page:
 
 * no JavaScript error and no failed request (a missing vendored file shows up here);
-* every frame slider (``ddpm_core.widgets.frame_slider``) stored in the page was rendered, and
+* every frame slider (``dc.frame_slider``) stored in the page was rendered, and
   moving it with the keyboard changes both its t label and the image shown;
 * every math element was typeset by the vendored MathJax, with no MathJax error and no raw TeX
   (``$$``, ``$\\alpha``) left in the prose.

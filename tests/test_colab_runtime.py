@@ -44,7 +44,7 @@ import IPython as _IPython, ipywidgets as _w
 import ddpm_core as _dc
 
 _report = {"ipywidgets": _w.__version__, "IPython": _IPython.__version__,
-           "has_stack": _dc.widgets.has_stack(), "google.colab": "google.colab" in _sys.modules,
+           "has_stack": _dc.notebook.sliders.has_stack(), "google.colab": "google.colab" in _sys.modules,
            "sliders": []}
 _live = list(_w.Widget.widgets.values())  # every widget the notebook created and did not close
 for _s in [w for w in _live if isinstance(w, (_w.SelectionSlider, _w.IntSlider, _w.FloatSlider))]:
