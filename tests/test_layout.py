@@ -206,7 +206,8 @@ def test_sci_notation_and_normal_pdf():
 def test_digit_rows_and_trajectory_slider():
     rows = [torch.rand(5, 1, 8, 8) * 2 - 1, torch.rand(5, 1, 8, 8) * 2 - 1]
     fig = dc.digit_rows(rows, ["a", "b"], col_labels=list("12345"), title="rows")
-    assert len(fig.axes) == 2 and [t.get_text() for t in fig.axes[0].get_xticklabels()] == list("12345")
+    assert len(fig.axes) == 2 and [t.get_text() for t in fig.axes[1].get_xticklabels()] == list("12345")
+    assert not fig.axes[0].get_xticks().size  # column labels once, under the last row
     s = dc.NoiseSchedule.linear(20)
     _, traj = dc.ddim_sample(lambda xt, t: 0.1 * xt, s, (4, 1, 8, 8), 5, trajectory=True, progress=False)
     box = dc.trajectory_slider(traj, num_images=4, nrow=2)

@@ -152,7 +152,7 @@ def digit_rows(rows: Sequence[Any], row_labels: Sequence[str] | None = None, col
     Args:
         rows: R batches, each (n, C, H, W) (or (n, H, W)) with values in ``value_range``.
         row_labels: R labels, written left of the rows.
-        col_labels: n labels under each image of every row (e.g. the t of each column).
+        col_labels: n labels, one under each column of the last row (e.g. the t of each column).
         title: the figure's title.
         fig: draw on this matplotlib Figure (e.g. ``plt.figure()``); default a new, unmanaged one.
         value_range: mapped to black..white ([-1, 1] for the book's data); None: each row's min..max.
@@ -177,9 +177,9 @@ def digit_rows(rows: Sequence[Any], row_labels: Sequence[str] | None = None, col
         if row_labels is not None:
             ax.set_ylabel(row_labels[k], rotation=0, ha="right", va="center")
         w = (grid.shape[1] + 1) // ncol  # one image plus its 1-pixel padding
-        if col_labels is None:
+        if col_labels is None or k < len(rows) - 1:
             ax.set_xticks([])
-        else:  # a label under the centre of each image
+        else:  # under the last row, a label under the centre of each column's image
             ax.set_xticks([i * w + (w - 2) / 2 for i in range(ncol)], list(col_labels)[:ncol])
             ax.tick_params(length=0)
     if title:
