@@ -36,9 +36,9 @@ from .weights import (CheckpointError, Pretrained, available_pretrained, file_sh
 from .evaluation import (DigitsClassifier, DigitsQuality, digits_fid, digits_fid_floor, digits_quality,
                          digits_reference_split, frechet_distance, load_digits_classifier, train_digits_classifier)
 from .evaluation.benchmark_results import available_benchmarks, load_benchmark
-from .notebook import (apply_book_style, device_note, digit_rows, fig_to_png, figure_frames, figure_slider,
-                       frame_slider, glue, images_figure, in_colab, sci_notation, show_images, slider_timesteps,
-                       trajectory_slider)
+from .notebook import (apply_book_style, ddim_vs_ddpm_diagram, device_note, digit_rows, fig_to_png, figure_frames,
+                       figure_slider, frame_slider, glue, images_figure, in_colab, markov_chain_diagram, sci_notation,
+                       show_images, slider_timesteps, trajectory_slider, unet_diagram)
 
 from .notebook.style import OKABE_ITO
 
