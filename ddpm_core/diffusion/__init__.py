@@ -1,5 +1,6 @@
 r"""The pure mathematics of the diffusion: schedules, $q$, its posterior, likelihoods, the bound,
-the losses and the samplers (chapters 1-4 and 7-8). Tensors in, tensors out: no ``nn.Module`` is
+the losses and the samplers (chapters 1-4 and 7-8), and what else a network could predict and how
+a loss weighs it (chapter 9). Tensors in, tensors out: no ``nn.Module`` is
 defined here, and nothing here trains; a model is any callable ``model(xt, t) -> eps_theta``.
 """
 
@@ -12,3 +13,6 @@ from .losses import loss_simple, loss_vlb
 from .sampling import (Trajectory, ddim_sample, ddim_step, ddim_timesteps, ddpm_sample, ddpm_step, reverse_loop,
                        timestep_pairs)
 from .guidance import guided
+from .parameterization import (PREDICTION_TARGETS, convert_prediction, eps_from_score, eps_from_v, score_from_eps,
+                               v_from_eps_x0, x0_from_v)
+from .weighting import LOSS_WEIGHTINGS, target_error_scale, x0_error_weight, x0_mse
