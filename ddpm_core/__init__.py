@@ -28,7 +28,9 @@ from .diffusion import (PIXEL_LEVELS, REVERSE_VARIANCES, ElboTerms, NoiseSchedul
                         p_mean_variance, prior_bpd, q_mean_variance, q_posterior, q_sample, q_step_mean_variance,
                         q_step_sample, reverse_loop, timestep_pairs, vlb_term_bpd, x0_from_eps,
                         PREDICTION_TARGETS, LOSS_WEIGHTINGS, convert_prediction, eps_from_score, eps_from_v,
-                        score_from_eps, target_error_scale, v_from_eps_x0, x0_error_weight, x0_from_v, x0_mse)
+                        score_from_eps, target_error_scale, v_from_eps_x0, x0_error_weight, x0_from_v, x0_mse,
+                        HYBRID_LAMBDA, learned_log_variance, loss_hybrid, split_learned_output,
+                        vlb_terms_learned)
 from .model import (EMA, LayerInfo, UNet, UNetConfig, count_flops, layer_summary, sinusoidal_embedding)
 from . import data
 from .data import (NUM_CLASSES, GaussianMixture2D, from_image, image_grid, image_to_png, load_digits, load_mnist,

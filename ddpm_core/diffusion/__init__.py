@@ -16,3 +16,4 @@ from .guidance import guided
 from .parameterization import (PREDICTION_TARGETS, convert_prediction, eps_from_score, eps_from_v, score_from_eps,
                                v_from_eps_x0, x0_from_v)
 from .weighting import LOSS_WEIGHTINGS, target_error_scale, x0_error_weight, x0_mse
+from .learned_variance import HYBRID_LAMBDA, learned_log_variance, loss_hybrid, split_learned_output, vlb_terms_learned
