@@ -68,6 +68,9 @@ def discretized_gaussian_log_likelihood(x: Tensor, mean: Tensor, log_scale: Tens
 
     Returns:
         (B, ...) log-probabilities in nats.
+
+    Raises ValueError for data off the grid. This is the package's one check of values rather than
+    shapes (one device sync per call): data off the grid would silently get a wrong likelihood.
     """
     check_tensor("x", x)
     check_tensor("mean", mean)
