@@ -38,7 +38,8 @@ from .data import (NUM_CLASSES, GaussianMixture2D, from_image, image_grid, image
 from .weights import (CheckpointError, Pretrained, available_pretrained, file_sha256, load_checkpoint,
                       load_pretrained, save_checkpoint)
 from .evaluation import (DigitsClassifier, DigitsQuality, digits_fid, digits_fid_floor, digits_quality,
-                         digits_reference_split, frechet_distance, load_digits_classifier, train_digits_classifier)
+                         digits_reference_split, frechet_distance, independent_digits_fid,
+                         independent_digits_fid_floor, load_digits_classifier, train_digits_classifier)
 from .evaluation.benchmark_results import available_benchmarks, load_benchmark
 from .notebook import (apply_book_style, ddim_vs_ddpm_diagram, device_note, digit_rows, fig_to_png, figure_frames,
                        figure_slider, frame_slider, glue, images_figure, in_colab, markov_chain_diagram, sci_notation,
