@@ -30,7 +30,7 @@ from .diffusion import (PIXEL_LEVELS, REVERSE_VARIANCES, ElboTerms, NoiseSchedul
                         PREDICTION_TARGETS, LOSS_WEIGHTINGS, convert_prediction, eps_from_score, eps_from_v,
                         score_from_eps, target_error_scale, v_from_eps_x0, x0_error_weight, x0_from_v, x0_mse,
                         HYBRID_LAMBDA, learned_log_variance, loss_hybrid, split_learned_output,
-                        vlb_terms_learned)
+                        vlb_terms_learned, SOLVERS, SPACINGS, solver_nfe, solver_sample, solver_timesteps)
 from .model import (EMA, LayerInfo, UNet, UNetConfig, count_flops, layer_summary, sinusoidal_embedding)
 from . import data
 from .data import (NUM_CLASSES, GaussianMixture2D, from_image, image_grid, image_to_png, load_digits, load_mnist,

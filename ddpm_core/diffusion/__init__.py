@@ -1,6 +1,6 @@
 r"""The pure mathematics of the diffusion: schedules, $q$, its posterior, likelihoods, the bound,
 the losses and the samplers (chapters 1-4 and 7-8), and what else a network could predict and how
-a loss weighs it (chapter 9). Tensors in, tensors out: no ``nn.Module`` is
+a loss weighs it (chapter 9), and faster ODE solvers (chapter 10). Tensors in, tensors out: no ``nn.Module`` is
 defined here, and nothing here trains; a model is any callable ``model(xt, t) -> eps_theta``.
 """
 
@@ -16,4 +16,6 @@ from .guidance import guided
 from .parameterization import (PREDICTION_TARGETS, convert_prediction, eps_from_score, eps_from_v, score_from_eps,
                                v_from_eps_x0, x0_from_v)
 from .weighting import LOSS_WEIGHTINGS, target_error_scale, x0_error_weight, x0_mse
+from .solvers import (KARRAS_RHO, SOLVERS, SPACINGS, DPMSolverPP2MStep, HeunStep, dpmpp_2m_update, euler_step,
+                      solver_nfe, solver_pairs, solver_sample, solver_step, solver_timesteps)
 from .learned_variance import HYBRID_LAMBDA, learned_log_variance, loss_hybrid, split_learned_output, vlb_terms_learned
