@@ -34,3 +34,19 @@ def test_bench_gpu_tiny_run(tmp_path):
     assert json.loads((tmp_path / "gpu_cpu.json").read_text())["rows"] == res["rows"]
     with pytest.raises(ValueError, match="multiple"):
         bench.main(tiny + ["--steps", "3", "--settings", "fp32"])
+
+
+def test_bench_samplers_tiny_run(tmp_path):
+    bench = load("bench_samplers")
+    out = tmp_path / "samplers.json"
+    res = bench.main(["--num-samples", "12", "--seeds", "2", "--nfe", "3", "--solvers", "euler", "heun",
+                      "--spacings", "uniform", "--ddpm-samples", "4", "--json", str(out)])
+    assert [r["sampler"] for r in res["rows"]] == ["euler/uniform", "heun/uniform", "DDIM-20, η=1 (reference)",
+                                                   "DDPM-1000 (reference)"]
+    heun = res["rows"][1]
+    assert heun["steps"] == 2 and heun["nfe"] == 3  # 2 S - 1 evaluations
+    for r in res["rows"]:
+        assert len(r["per_seed"]) == 2 and r["fid"] == pytest.approx(sum(x["fid"] for x in r["per_seed"]) / 2)
+        assert r["fid_mlp"] > 0 and r["wall_s"] > 0
+    assert res["floor"] == pytest.approx(dc.digits_fid_floor(12))
+    assert json.loads(out.read_text())["rows"] == res["rows"]
