@@ -30,7 +30,10 @@ from .diffusion import (PIXEL_LEVELS, REVERSE_VARIANCES, ElboTerms, NoiseSchedul
                         PREDICTION_TARGETS, LOSS_WEIGHTINGS, convert_prediction, eps_from_score, eps_from_v,
                         score_from_eps, target_error_scale, v_from_eps_x0, x0_error_weight, x0_from_v, x0_mse,
                         HYBRID_LAMBDA, learned_log_variance, loss_hybrid, split_learned_output,
-                        vlb_terms_learned, SOLVERS, SPACINGS, solver_nfe, solver_sample, solver_timesteps)
+                        vlb_terms_learned, SOLVERS, SPACINGS, solver_nfe, solver_sample, solver_timesteps,
+                        SAMPLER_VARIANCES, as_eps_model, FLOW_SOLVERS, eps_from_velocity, flow_interpolate,
+                        flow_sample, flow_snr, flow_tau, flow_timesteps, loss_flow_matching, velocity_from_eps,
+                        x0_from_velocity, OBJECTIVE_LOSSES, TRAINED_PREDICTIONS, training_loss)
 from .model import (EMA, LayerInfo, UNet, UNetConfig, count_flops, layer_summary, sinusoidal_embedding)
 from . import data
 from .data import (NUM_CLASSES, GaussianMixture2D, from_image, image_grid, image_to_png, load_digits, load_mnist,

@@ -99,11 +99,15 @@ def elbo_terms(model: Callable[[Tensor, Tensor], Tensor], s: NoiseSchedule, x0: 
         model: ``model(xt, t) -> eps_theta``, on the schedule's device.
         x0: (B, ...) data on the 256-level grid of [-1, 1], on the schedule's device.
         generator: for the noise draws.
+        variance: the reverse variance, "beta_tilde" or "beta", or "learned": the model returns
+            (B, 2C, ...) and each term uses its variance (``vlb_terms_learned``) [IDDPM eq. 15].
         progress: show a tqdm bar over t.
 
     Returns:
         ``ElboTerms`` in bits/dim.
     """
+    from .learned_variance import split_learned_output, vlb_terms_learned  # it builds on this module
+
     check_tensor("x0", x0)
     B, T = x0.shape[0], s.num_steps
     terms = torch.zeros(B, T + 1, device=x0.device)
@@ -112,7 +116,11 @@ def elbo_terms(model: Callable[[Tensor, Tensor], Tensor], s: NoiseSchedule, x0: 
             t = torch.full((B,), t_int, dtype=torch.long, device=x0.device)
             eps = randn(x0.shape, generator, x0.device)
             xt = q_sample(s, x0, t, eps)
-            eps_theta = check_model_output(model(xt, t), xt)
-            terms[:, t_int] = vlb_term_bpd(s, x0, xt, t, eps_theta, variance)
+            if variance == "learned":
+                eps_theta, v = split_learned_output(model(xt, t), xt)
+                terms[:, t_int] = vlb_terms_learned(s, eps_theta, v, x0, xt, t)
+            else:
+                eps_theta = check_model_output(model(xt, t), xt)
+                terms[:, t_int] = vlb_term_bpd(s, x0, xt, t, eps_theta, variance)
         prior = prior_bpd(s, x0)
     return ElboTerms(prior=prior, terms=terms, total=prior + terms.sum(1))

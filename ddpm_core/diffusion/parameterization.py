@@ -34,8 +34,8 @@ from ..utils import extract
 from .posterior import eps_from_x0, x0_from_eps
 from .schedule import NoiseSchedule
 
-__all__ = ["PREDICTION_TARGETS", "convert_prediction", "eps_from_score", "eps_from_v", "score_from_eps",
-           "v_from_eps_x0", "x0_from_v"]
+__all__ = ["PREDICTION_TARGETS", "as_eps_model", "convert_prediction", "eps_from_score", "eps_from_v",
+           "score_from_eps", "v_from_eps_x0", "x0_from_v"]
 
 PREDICTION_TARGETS = ("eps", "x0", "v", "score")
 """What a network can be trained to output: noise, clean data, velocity, score."""
@@ -168,3 +168,20 @@ def convert_prediction(s: NoiseSchedule, pred: Tensor, xt: Tensor, t, source: st
     if x0 is None:
         x0 = x0_from_eps(s, xt, t, eps)
     return x0 if target == "x0" else v_from_eps_x0(s, eps, x0, t)
+
+
+def as_eps_model(model, s: NoiseSchedule, prediction: str):
+    r"""``model(xt, t)`` that predicts ``prediction`` seen as a noise predictor $\epsilon_\theta(x_t, t)$.
+
+    Every sampler and the bound take an $\epsilon$-model; this wraps an $x_0$-, $v$- or score-model
+    with :func:`convert_prediction` (``prediction == "eps"`` returns ``model`` itself).
+    """
+    check_choice("prediction", prediction, PREDICTION_TARGETS)
+    if prediction == "eps":
+        return model
+
+    def eps_model(xt: Tensor, t, *args) -> Tensor:
+        return convert_prediction(s, model(xt, t, *args), xt, t, prediction, "eps")
+
+    eps_model.__doc__ = f"eps_theta(x_t, t) from a {prediction}-prediction model"
+    return eps_model

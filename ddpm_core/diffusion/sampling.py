@@ -20,8 +20,12 @@ from tqdm import tqdm
 from .._checks import (check_choice, check_finite_result, check_int, check_model_output, check_tensor,
                        check_timesteps, check_unit_interval, readable)
 from ..utils import extract, randn
+from .learned_variance import learned_log_variance, split_learned_output
 from .posterior import eps_from_x0, p_mean_variance, x0_from_eps
 from .schedule import REVERSE_VARIANCES, NoiseSchedule
+
+SAMPLER_VARIANCES = (*REVERSE_VARIANCES, "learned")
+"""``ddpm_sample``'s choices of sigma_t^2: DDPM's two fixed ones, or the model's own [IDDPM eq. 15]."""
 
 Model = Callable[[Tensor, Tensor], Tensor]
 Step = Callable[[NoiseSchedule, Tensor, Tensor, int, int], tuple[Tensor, Tensor]]
@@ -56,7 +60,7 @@ class Trajectory:
 # -- the steps --------------------------------------------------------------------------------
 def ddpm_step(s: NoiseSchedule, eps_theta: Tensor, xt: Tensor, t, *,
               generator: torch.Generator | None = None, variance: str = "beta_tilde",
-              clip_x0: bool = False, return_x0_hat: bool = False):
+              clip_x0: bool = False, return_x0_hat: bool = False, v: Tensor | None = None):
     r"""One step of Algorithm 2: $x_{t-1} = \mu_\theta(x_t, t) + \sigma_t z$, with $z = 0$ at $t = 1$ [DDPM Alg. 2].
 
     $\mu_\theta = \frac{1}{\sqrt{\alpha_t}}\big(x_t - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\epsilon_\theta\big)$.
@@ -67,14 +71,21 @@ def ddpm_step(s: NoiseSchedule, eps_theta: Tensor, xt: Tensor, t, *,
         xt: (B, ...) current state $x_t$.
         t: int or (B,) paper timesteps in 1..T.
         generator: for $z$.
-        variance: $\sigma_t^2$, "beta_tilde" or "beta".
+        variance: $\sigma_t^2$, "beta_tilde" or "beta", or "learned":
+            $\exp(v\log\beta_t + (1-v)\log\tilde\beta_t)$ per value [IDDPM eq. 15], with ``v`` given.
         clip_x0: clip $\hat x_0$ to [-1, 1] inside the mean (DDPM's released code does).
         return_x0_hat: also return the step's prediction $\hat x_0$ [DDPM eq. 15].
+        v: (B, ...) the learned interpolation (``split_learned_output``), for ``variance="learned"``.
 
     Returns:
         (B, ...) $x_{t-1}$, or ``(x_prev, x0_hat)`` with ``return_x0_hat``.
     """
-    mean, var = p_mean_variance(s, eps_theta, xt, t, variance, clip_x0)
+    check_choice("variance", variance, SAMPLER_VARIANCES)
+    if (variance == "learned") != (v is not None):
+        raise ValueError('ddpm_step: pass v exactly when variance="learned"')
+    mean, var = p_mean_variance(s, eps_theta, xt, t, "beta_tilde" if v is not None else variance, clip_x0)
+    if v is not None:
+        var = learned_log_variance(s, v, t).exp()  # (B, ...) one variance per value
     t = check_timesteps(t, s.num_steps, xt.shape[0], device=s.device)
     z = randn(xt.shape, generator, xt.device, xt.dtype)
     not_last = (t > 1).to(xt.dtype).reshape(-1, *([1] * (xt.dim() - 1)))  # no noise at t = 1
@@ -151,7 +162,7 @@ def ddim_step(s: NoiseSchedule, eps_theta: Tensor, xt: Tensor, t, t_prev, eta: f
 # -- the loop ---------------------------------------------------------------------------------
 def _start(s: NoiseSchedule, shape, x_T, device, generator) -> Tensor:
     """x_T on ``device``: the given one (checked against ``shape``) or a fresh N(0, I) draw."""
-    device = torch.device(device if device is not None else s.device)
+    device = torch.device(device if device is not None else s.device if s is not None else "cpu")
     if x_T is not None:
         check_tensor("x_T", x_T)
         if shape is not None and tuple(x_T.shape) != tuple(shape):
@@ -164,17 +175,19 @@ def _start(s: NoiseSchedule, shape, x_T, device, generator) -> Tensor:
 
 def reverse_loop(model: Model, s: NoiseSchedule, shape, pairs: list[tuple[int, int]], step: Step, *,
                  generator: torch.Generator | None = None, x_T: Tensor | None = None, device=None,
-                 progress: bool = True, desc: str = "sampling") -> Iterator[tuple[int, Tensor, Tensor]]:
+                 progress: bool = True, desc: str = "sampling",
+                 learned_variance: bool = False) -> Iterator[tuple[int, Tensor, Tensor]]:
     r"""The reverse process, one state at a time: yield $(t, x_t, \hat x_0)$ for each pair, then $(0, x_0, x_0)$.
 
     For each pair $(t, t')$, from $t = T$ down: $\epsilon_\theta = $ ``model(x_t, t)``, then
     ``x_prev, x0_hat = step(s, eps_theta, x_t, t, t')``. What the model returns is checked at
     every call (a wrong shape fails at the first one, with the shapes named), and the final
-    sample is checked to be finite (one device sync, at the end).
+    sample is checked to be finite (one device sync, at the end). A model with learned variances
+    returns 2C channels (``split_learned_output``'s layout), passed to the step whole.
 
     Args:
         model: ``model(xt, t) -> eps_theta`` with t a (B,) int64 tensor.
-        s: the schedule the model was trained with.
+        s: the schedule the model was trained with (None for a flow model, whose steps need none).
         shape: (B, C, H, W) of the samples (ignored when ``x_T`` is given, which must match it).
         pairs: the $(t, t')$ to visit, e.g. ``timestep_pairs(ddim_timesteps(T, S))``.
         step: ``step(s, eps_theta, xt, t, t_prev) -> (x_prev, x0_hat)``.
@@ -182,13 +195,18 @@ def reverse_loop(model: Model, s: NoiseSchedule, shape, pairs: list[tuple[int, i
         x_T: start from this $x_T$ instead of a fresh draw.
         device: where to sample; default the schedule's device.
         progress, desc: a tqdm bar and its label.
+        learned_variance: the model returns (B, 2C, ...): $\epsilon_\theta$ and the variance output.
     """
     xt = _start(s, shape, x_T, device, generator)
-    s = s.to(xt.device)
+    s = s.to(xt.device) if s is not None else None
     for t_int, t_prev_int in tqdm(pairs, desc=desc, disable=not progress):
         t = torch.full((xt.shape[0],), t_int, dtype=torch.long, device=xt.device)
-        eps_theta = check_model_output(model(xt, t), xt)
-        x_prev, x0_hat = step(s, eps_theta, xt, t_int, t_prev_int)
+        out = model(xt, t)
+        if learned_variance:
+            split_learned_output(out, xt)  # checks the (B, 2C, ...) shape; the step splits it
+        else:
+            check_model_output(out, xt)
+        x_prev, x0_hat = step(s, out, xt, t_int, t_prev_int)
         yield t_int, xt, x0_hat
         xt = x_prev
     check_finite_result(xt, "the sample x_0")
@@ -218,33 +236,38 @@ def ddpm_sample(model: Model, s: NoiseSchedule, shape, *, generator: torch.Gener
         trajectory: also return the ``Trajectory`` of every step.
         progress: show a tqdm bar.
         x_T: start from this $x_T$ instead of a fresh draw.
-        variance, clip_x0: as ``ddpm_step``.
+        variance, clip_x0: as ``ddpm_step``; with "learned" the model returns (B, 2C, ...)
+            (``split_learned_output``) and each step uses its variance [IDDPM eq. 15].
         device: where to sample; default the schedule's device.
 
     Returns:
         (B, ...) samples $x_0$, or ``(x0, Trajectory)`` when ``trajectory`` is True.
     """
-    check_choice("variance", variance, REVERSE_VARIANCES)
+    check_choice("variance", variance, SAMPLER_VARIANCES)
+    learned = variance == "learned"
 
-    def step(s, eps_theta, xt, t, t_prev):
+    def step(s, out, xt, t, t_prev):
+        eps_theta, v = split_learned_output(out, xt) if learned else (out, None)
         return ddpm_step(s, eps_theta, xt, t, generator=generator, variance=variance, clip_x0=clip_x0,
-                         return_x0_hat=True)
+                         return_x0_hat=True, v=v)
 
     pairs = timestep_pairs(range(1, s.num_steps + 1))
     return _finish(reverse_loop(model, s, shape, pairs, step, generator=generator, x_T=x_T, device=device,
-                                progress=progress, desc="DDPM sampling"), trajectory)
+                                progress=progress, desc="DDPM sampling", learned_variance=learned), trajectory)
 
 
 @torch.no_grad()
 def ddim_sample(model: Model, s: NoiseSchedule, shape, num_sample_steps: int = 50, eta: float = 0.0, *,
                 generator: torch.Generator | None = None, trajectory: bool = False, progress: bool = True,
-                x_T: Tensor | None = None, clip_x0: bool = False, device=None):
+                x_T: Tensor | None = None, clip_x0: bool = False, device=None, learned_variance: bool = False):
     r"""DDIM sampling over S of the T steps, $\tau_S = T > \dots > \tau_1 > 0$ [DDIM Alg. / eq. 12].
 
     Args:
         model, s, shape, generator, trajectory, progress, x_T, clip_x0, device: as ``ddpm_sample``.
         num_sample_steps: S in 1..T (``ddim_timesteps`` gives the steps).
         eta: $\eta \in [0, 1]$; 0 makes the map $x_T \mapsto x_0$ deterministic.
+        learned_variance: the model returns (B, 2C, ...) (``split_learned_output``); DDIM uses its
+            $\epsilon_\theta$ only, since $\eta$ sets the step's variance.
 
     Returns:
         (B, ...) samples, or ``(x0, Trajectory)`` when ``trajectory`` is True.
@@ -252,9 +275,11 @@ def ddim_sample(model: Model, s: NoiseSchedule, shape, num_sample_steps: int = 5
     pairs = timestep_pairs(ddim_timesteps(s.num_steps, num_sample_steps))
     eta = check_unit_interval("eta", eta)
 
-    def step(s, eps_theta, xt, t, t_prev):
+    def step(s, out, xt, t, t_prev):
+        eps_theta = split_learned_output(out, xt)[0] if learned_variance else out
         return ddim_step(s, eps_theta, xt, t, t_prev, eta, generator=generator, clip_x0=clip_x0,
                          return_x0_hat=True)
 
     return _finish(reverse_loop(model, s, shape, pairs, step, generator=generator, x_T=x_T, device=device,
-                                progress=progress, desc=f"DDIM-{num_sample_steps} sampling"), trajectory)
+                                progress=progress, desc=f"DDIM-{num_sample_steps} sampling",
+                                learned_variance=learned_variance), trajectory)

@@ -49,6 +49,8 @@ class UNetConfig:
     """GroupNorm groups; DDPM uses 32 groups of ≥4 channels, 8 keeps ≥4 channels per group here."""
     num_classes: int | None = None
     """None: unconditional. An int K: labels 0..K-1, plus the null label K for guidance [CFG]."""
+    learned_variance: bool = False
+    """Also output C channels for the variance [IDDPM §3.1]: (B, 2C, H, W), eps first (``split_learned_output``)."""
 
     def __post_init__(self) -> None:
         for name in ("in_channels", "base_channels", "num_res_blocks", "attention_heads", "norm_groups"):
@@ -68,6 +70,11 @@ class UNetConfig:
         check_number("dropout", self.dropout, 0.0, 1.0, open_high=True)
         if self.num_classes is not None:
             _positive_int("num_classes", self.num_classes)
+
+    @property
+    def out_channels(self) -> int:
+        """C, or 2C with learned variances."""
+        return self.in_channels * (2 if self.learned_variance else 1)
 
     @property
     def time_embed_dim(self) -> int:
@@ -138,7 +145,7 @@ class UNet(nn.Module):
             if level > 0:
                 self.up.append(Upsample(ch))
 
-        self.out = nn.Sequential(nn.GroupNorm(g, ch), nn.SiLU(), nn.Conv2d(ch, config.in_channels, 3, padding=1))
+        self.out = nn.Sequential(nn.GroupNorm(g, ch), nn.SiLU(), nn.Conv2d(ch, config.out_channels, 3, padding=1))
         nn.init.zeros_(self.out[-1].weight)  # ε_θ starts at 0 (DDPM's zero init of the last conv)
         nn.init.zeros_(self.out[-1].bias)
 
@@ -148,7 +155,7 @@ class UNet(nn.Module):
 
     def forward(self, xt: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
         """Args: xt (B, C, H, W); t (B,) int64 paper timesteps; y (B,) int64 labels or None.
-        Returns ε_θ(x_t, t[, y]) of shape (B, C, H, W)."""
+        Returns ε_θ(x_t, t[, y]) of shape (B, C, H, W), or (B, 2C, H, W) with learned variances."""
         if not isinstance(xt, Tensor) or xt.dim() != 4:
             raise ValueError(f"xt must be a (B, C, H, W) tensor, got "
                              f"{tuple(xt.shape) if isinstance(xt, Tensor) else type(xt).__name__}")
@@ -189,7 +196,7 @@ class UNet(nn.Module):
                 h = block(torch.cat([h, skips.pop()], dim=1), emb)  # (B, c·mult, ·, ·)
             else:
                 h = block(h, size=skips[-1].shape[-2:])  # up to the next skip's size
-        return self.out(h)  # (B, C, H, W)
+        return self.out(h)  # (B, C or 2C, H, W)
 
 
 def _positive_int(name: str, value) -> None:

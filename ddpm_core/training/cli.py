@@ -4,7 +4,8 @@ Every field of the two configs is a flag, named after the field, whose help is t
 under the field (its attribute docstring) and whose default is the field's default, so no flag
 can drift from the config. Two fields get names that cannot be confused: ``num_train_steps`` is
 ``--train-steps`` (optimizer steps) and ``num_steps`` is ``--diffusion-steps`` (T).
-``UNetConfig.in_channels`` and ``num_classes`` follow from the data and ``--class-conditional``.
+``UNetConfig.in_channels``, ``num_classes`` and ``learned_variance`` follow from the data,
+``--class-conditional`` and ``--loss hybrid``.
 
     python -m ddpm_core.train --dataset digits --train-steps 1700 --out runs/digits
     torchrun --nproc_per_node=2 -m ddpm_core.train --dataset digits --train-steps 1700 --out runs/ddp
@@ -38,7 +39,7 @@ FLAG_NAMES = {"num_train_steps": "train-steps", "num_steps": "diffusion-steps"}
 """Fields whose flag is not simply the field's name with dashes."""
 RENAMED = {"--steps": "--train-steps", "--num-steps": "--diffusion-steps"}
 """Flags of earlier versions (still in the shipped models' recorded commands) and their names now."""
-DERIVED_UNET_FIELDS = ("in_channels", "num_classes")
+DERIVED_UNET_FIELDS = ("in_channels", "num_classes", "learned_variance")
 PROG = "python -m ddpm_core.train"
 
 
@@ -107,7 +108,8 @@ def parse_configs(argv: list[str]) -> tuple[TrainConfig, UNetConfig, argparse.Na
     train_config = TrainConfig(**{f.name: args[f.name] for f in dataclasses.fields(TrainConfig)})
     unet_config = UNetConfig(**{f.name: args[f.name] for f in dataclasses.fields(UNetConfig)
                                 if f.name not in DERIVED_UNET_FIELDS},
-                             num_classes=NUM_CLASSES if train_config.class_conditional else None)
+                             num_classes=NUM_CLASSES if train_config.class_conditional else None,
+                             learned_variance=train_config.loss == "hybrid")
     return train_config, unet_config, argparse.Namespace(**args)
 
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 
 from .._checks import check_choice, check_int, check_number
+from ..diffusion.objectives import OBJECTIVE_LOSSES, TRAINED_PREDICTIONS, check_objective
 from ..diffusion.schedule import NoiseSchedule
 
-__all__ = ["TrainConfig", "schedule_from_config", "DATASETS", "LOSSES", "SCHEDULES", "MIXED_PRECISION"]
+__all__ = ["TrainConfig", "schedule_from_config", "DATASETS", "LOSSES", "PREDICTIONS", "SCHEDULES", "MIXED_PRECISION"]
 
 DATASETS = ("digits", "mnist", "fashion-mnist")
-LOSSES = ("simple", "vlb")
+LOSSES = OBJECTIVE_LOSSES
+PREDICTIONS = TRAINED_PREDICTIONS
 SCHEDULES = ("linear", "cosine")
 MIXED_PRECISION = ("auto", "bf16", "fp16", "no")
 POSITIVE_INTS = ("image_size", "num_train_steps", "batch_size", "num_steps", "log_every", "num_t_buckets",
@@ -49,7 +51,14 @@ class TrainConfig:
     ema_warmup: bool = True
     """Decay min(d, (1+n)/(10+n)) so the EMA forgets the random init within a short run."""
     loss: str = field(default="simple", metadata={"choices": LOSSES})
-    """"simple" is L_simple [DDPM eq. 14]; "vlb" a one-sample estimate of the bound [DDPM eq. 5]."""
+    """"simple": the MSE of the prediction's target (L_simple for eps [DDPM eq. 14]); "min_snr": reweighted to
+    min(SNR, gamma) on the x0-error [MinSNR]; "vlb": a one-sample bound [DDPM eq. 5]; "hybrid": learned
+    variances (the UNet gets C more output channels) with L_simple + 0.001 L_vlb [IDDPM eq. 16]."""
+    prediction: str = field(default="eps", metadata={"choices": PREDICTIONS})
+    """What the network outputs: "eps" (DDPM), "x0", "v" [Salimans & Ho 2022], or "velocity": flow matching on
+    the linear path x = (1 - t/T) x0 + (t/T) eps, which ignores the noise schedule (chapter 10)."""
+    min_snr_gamma: float = 5.0
+    """Min-SNR's gamma for loss="min_snr" (the paper's default)."""
     class_conditional: bool = False
     """Train ε_θ(x_t, t, y) with labels, for classifier-free guidance."""
     p_uncond: float = 0.1
@@ -101,6 +110,8 @@ class TrainConfig:
         check_number("weight_decay", self.weight_decay, 0.0)
         check_number("ema_decay", self.ema_decay, 0.0, 1.0, open_high=True)
         check_number("p_uncond", self.p_uncond, 0.0, 1.0)
+        check_number("min_snr_gamma", self.min_snr_gamma, 0.0, open_low=True)
+        check_objective(self.prediction, self.loss)
         if self.max_minutes is not None:
             check_number("max_minutes", self.max_minutes, 0.0, open_low=True)
         if self.num_t_buckets > self.num_steps:

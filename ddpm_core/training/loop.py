@@ -32,6 +32,8 @@ from tqdm import tqdm
 from .._checks import check_tensor
 from ..data.datasets import NUM_CLASSES, load_digits, load_mnist
 from ..data.images import image_to_png
+from ..diffusion.flow import flow_sample
+from ..diffusion.parameterization import as_eps_model
 from ..diffusion.sampling import ddim_sample
 from ..diffusion.schedule import NoiseSchedule
 from ..model.ema import EMA, unwrap_model
@@ -66,8 +68,10 @@ def load_dataset(config: TrainConfig, root: str | Path = "data") -> tuple[Tensor
 def build_model(config: TrainConfig, unet_config: UNetConfig | None = None, in_channels: int = 1) -> UNet:
     """A UNet for this run: ``unet_config`` or the default, conditional when the run is."""
     if unet_config is None:
-        unet_config = UNetConfig(in_channels=in_channels,
+        unet_config = UNetConfig(in_channels=in_channels, learned_variance=config.loss == "hybrid",
                                  num_classes=NUM_CLASSES if config.class_conditional else None)
+    if unet_config.learned_variance != (config.loss == "hybrid"):
+        raise ValueError('loss="hybrid" needs unet_config.learned_variance=True, and only it')
     if config.class_conditional and unet_config.num_classes is None:
         raise ValueError("class_conditional=True needs unet_config.num_classes (e.g. 10)")
     if not config.class_conditional and unet_config.num_classes is not None:
@@ -262,6 +266,7 @@ def _loop(run: _Run, out: Path | None, command: str | None, progress: bool) -> T
         lr = run.lr_scheduler.get_last_lr()[0]
         # 5-6. the loss, backward (DDP averages over ranks), clip, AdamW, warmup, EMA
         out_step = train_step(run.net, run.optimizer, run.schedule, x0, t, eps, y=y, loss=c.loss,
+                              prediction=c.prediction, min_snr_gamma=c.min_snr_gamma,
                               grad_clip=c.grad_clip, lr_scheduler=run.lr_scheduler, ema=run.ema,
                               scaler=run.scaler, amp_dtype=run.amp_dtype)
         run.step += 1
@@ -308,8 +313,14 @@ def _sample_grid(run: _Run, path: Path) -> None:
     if c.class_conditional:
         y = (torch.arange(n) % NUM_CLASSES).to(run.device)
         model = lambda xt, t: run.ema.model(xt, t, y)  # noqa: E731
-    x0 = ddim_sample(model, run.schedule, (n, *run.image_shape), num_sample_steps=c.sample_steps,
-                     generator=torch.Generator().manual_seed(SAMPLE_SEED), progress=False, device=run.device)
+    shape, g = (n, *run.image_shape), torch.Generator().manual_seed(SAMPLE_SEED)
+    if c.prediction == "velocity":  # flow matching: Euler along the learned velocity
+        x0 = flow_sample(model, shape, c.sample_steps, num_steps=c.num_steps, generator=g, progress=False,
+                         device=run.device)
+    else:
+        x0 = ddim_sample(as_eps_model(model, run.schedule, c.prediction), run.schedule, shape,
+                         num_sample_steps=c.sample_steps, generator=g, progress=False, device=run.device,
+                         learned_variance=c.loss == "hybrid")
     path.write_bytes(image_to_png(x0, scale=GRID_SCALE, nrow=math.ceil(math.sqrt(n))))
 
 

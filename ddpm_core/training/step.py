@@ -14,8 +14,7 @@ from typing import Callable, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_choice
-from ..diffusion.losses import loss_simple, loss_vlb
+from ..diffusion.objectives import training_loss
 from ..diffusion.schedule import NoiseSchedule
 from ..model.ema import EMA
 
@@ -35,12 +34,12 @@ class StepOutput(NamedTuple):
 
 def train_step(model: Callable[..., Tensor], optimizer: torch.optim.Optimizer, s: NoiseSchedule, x0: Tensor,
                t=None, eps: Tensor | None = None, *, y: Tensor | None = None, loss: str = "simple",
-               generator: torch.Generator | None = None, grad_clip: float | None = None, lr_scheduler=None,
+               prediction: str = "eps", min_snr_gamma: float = 5.0, generator: torch.Generator | None = None, grad_clip: float | None = None, lr_scheduler=None,
                ema: EMA | None = None, scaler: torch.amp.GradScaler | None = None,
                amp_dtype: torch.dtype | None = None) -> StepOutput:
     r"""One gradient step of Algorithm 1 on the batch ``x0`` [DDPM Alg. 1].
 
-    Steps: the loss (``loss_simple`` [DDPM eq. 14] or ``loss_vlb`` [DDPM eq. 5]) under autocast;
+    Steps: the loss (``training_loss``: $L_\text{simple}$ [DDPM eq. 14] by default) under autocast;
     backward; optional clipping of the global gradient norm; the optimizer step; then the
     learning-rate schedule and the EMA, when given.
 
@@ -52,7 +51,8 @@ def train_step(model: Callable[..., Tensor], optimizer: torch.optim.Optimizer, s
         x0: (B, ...) clean data on the model's device.
         t, eps: (B,) timesteps in 1..T and (B, ...) noise; drawn from ``generator`` when None.
         y: (B,) labels for a class-conditional model (already with label dropout applied).
-        loss: "simple" or "vlb".
+        loss, prediction, min_snr_gamma: the objective, as ``training_loss`` names it ("simple",
+            "min_snr", "vlb" or "hybrid"; "eps", "x0", "v" or "velocity"; min-SNR's gamma).
         grad_clip: clip the global gradient norm to this (DDPM's code: 1.0); None: no clipping.
         lr_scheduler, ema: stepped / updated after the optimizer step.
         scaler: a ``torch.amp.GradScaler`` for fp16 (loss scaling); None: plain backward.
@@ -61,12 +61,11 @@ def train_step(model: Callable[..., Tensor], optimizer: torch.optim.Optimizer, s
     Returns:
         :class:`StepOutput` (loss, per-image loss, gradient norm), still on the device.
     """
-    check_choice("loss", loss, ("simple", "vlb"))
     fn = model if y is None else (lambda xt, tt: model(xt, tt, y))
     device_type = x0.device.type
     with torch.autocast(device_type, dtype=amp_dtype, enabled=amp_dtype is not None):
-        objective = loss_simple if loss == "simple" else loss_vlb
-        per_image = objective(fn, s, x0, t, eps, generator=generator, reduction="none")  # (B,)
+        per_image = training_loss(fn, s, x0, t, eps, prediction=prediction, loss=loss, generator=generator,
+                                  gamma=min_snr_gamma, reduction="none")  # (B,)
     value = per_image.float().mean()
     optimizer.zero_grad(set_to_none=True)
     (scaler.scale(value) if scaler is not None else value).backward()

@@ -9,6 +9,11 @@ They were trained with the project's own CLI (``python -m ddpm_core.train``; the
 - ``"digits-vlb"``: the same command and step count with ``--loss vlb``, for DDPM Table 2's
   $L_\\text{simple}$ vs $L_\\text{vlb}$ comparison in chapter 4.
 - ``"digits-cond"``: class-conditional with label dropout 0.1, for classifier-free guidance.
+- chapter 9's variations of ``"digits"``, one change each, same command and step count otherwise:
+  ``"digits-v"`` (``--prediction v``), ``"digits-cosine"`` (``--schedule cosine``),
+  ``"digits-minsnr"`` (``--loss min_snr``) and ``"digits-hybrid"`` (``--loss hybrid``: learned
+  variances, the UNet outputs 2C channels).
+- ``"digits-flow"``: chapter 10's flow-matching model (``--prediction velocity``).
 
 Rebuild one: train, then ``python -m ddpm_core.weights.pretrained RUN_DIR/checkpoint.pt NAME``.
 """
@@ -23,6 +28,8 @@ import torch
 from torch import nn
 
 from .._checks import check_choice
+from ..diffusion.learned_variance import split_learned_output
+from ..diffusion.parameterization import as_eps_model
 from ..diffusion.schedule import NoiseSchedule
 from ..model.unet import UNet, UNetConfig
 from ..utils import default_device
@@ -32,7 +39,8 @@ from .shipped import SHIPPED_DIR, load_shipped, write_shipped
 __all__ = ["Pretrained", "load_pretrained", "available_pretrained", "export_pretrained", "PRETRAINED_DIR"]
 
 PRETRAINED_DIR = SHIPPED_DIR
-PRETRAINED_NAMES = ("digits", "digits-cond", "digits-vlb")
+PRETRAINED_NAMES = ("digits", "digits-cond", "digits-vlb", "digits-v", "digits-cosine", "digits-minsnr",
+                    "digits-hybrid", "digits-flow")
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,30 @@ class Pretrained:
     def num_classes(self) -> int | None:
         return self.config["unet"].get("num_classes")
 
+    @property
+    def prediction(self) -> str:
+        """What the network outputs: "eps", "x0", "v" or "velocity" (flow matching)."""
+        return self.config["train"].get("prediction", "eps")
+
+    @property
+    def learned_variance(self) -> bool:
+        """Whether the network also outputs its variances ((B, 2C, H, W), ``split_learned_output``)."""
+        return bool(self.config["unet"].get("learned_variance", False))
+
+    @property
+    def eps_model(self):
+        """The network as a noise predictor ``(xt, t) -> eps_theta``, for every sampler and the bound.
+
+        An x0- or v-model is converted (``as_eps_model``); a learned-variance model keeps its
+        eps channels. A flow model has no noise schedule to convert with: sample it with
+        ``flow_sample``.
+        """
+        if self.prediction == "velocity":
+            raise ValueError(f"{self.name!r} is a flow-matching model: sample it with dc.flow_sample(p.model, ...)")
+        if self.learned_variance:
+            return lambda xt, t, *y: split_learned_output(self.model(xt, t, *y), xt)[0]
+        return as_eps_model(self.model, self.schedule, self.prediction)
+
 
 def available_pretrained() -> list[str]:
     """Names of the shipped models present in this installation."""
@@ -67,7 +99,7 @@ def load_pretrained(name: str = "digits", device=None) -> Pretrained:
     """Load a shipped model after checking its sha256 against the JSON record beside it.
 
     Args:
-        name: "digits", "digits-cond" or "digits-vlb".
+        name: one of ``available_pretrained()`` (the list in the module docstring).
         device: default :func:`~ddpm_core.default_device`.
 
     Raises:
