@@ -23,3 +23,4 @@ from .learned_variance import HYBRID_LAMBDA, learned_log_variance, loss_hybrid, 
 from .flow import (FLOW_SOLVERS, eps_from_velocity, flow_interpolate, flow_sample, flow_snr, flow_tau, flow_timesteps,
                    loss_flow_matching, velocity_from_eps, x0_from_velocity)
 from .objectives import OBJECTIVE_LOSSES, TRAINED_PREDICTIONS, check_objective, training_loss
+from .importance import ImportanceTSampler, estimator_variance, importance_probs
