@@ -34,7 +34,7 @@ from .diffusion import (PIXEL_LEVELS, REVERSE_VARIANCES, ElboTerms, NoiseSchedul
                         SAMPLER_VARIANCES, as_eps_model, FLOW_SOLVERS, eps_from_velocity, flow_interpolate,
                         flow_sample, flow_snr, flow_tau, flow_timesteps, loss_flow_matching, velocity_from_eps,
                         x0_from_velocity, OBJECTIVE_LOSSES, TRAINED_PREDICTIONS, training_loss,
-                        ImportanceTSampler, estimator_variance, importance_probs)
+                        ImportanceTSampler, estimator_variance, importance_probs, churn_nfe, churn_sample)
 from .model import (EMA, LayerInfo, UNet, UNetConfig, count_flops, layer_summary, sinusoidal_embedding)
 from . import data
 from .data import (NUM_CLASSES, GaussianMixture2D, from_image, image_grid, image_to_png, load_digits, load_mnist,

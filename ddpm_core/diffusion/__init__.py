@@ -24,3 +24,4 @@ from .flow import (FLOW_SOLVERS, eps_from_velocity, flow_interpolate, flow_sampl
                    loss_flow_matching, velocity_from_eps, x0_from_velocity)
 from .objectives import OBJECTIVE_LOSSES, TRAINED_PREDICTIONS, check_objective, training_loss
 from .importance import ImportanceTSampler, estimator_variance, importance_probs
+from .churn import CHURN_GAMMA_MAX, ChurnStep, churn_levels, churn_nfe, churn_noise, churn_pairs, churn_sample
