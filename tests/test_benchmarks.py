@@ -50,3 +50,51 @@ def test_bench_samplers_tiny_run(tmp_path):
         assert r["fid_mlp"] > 0 and r["wall_s"] > 0
     assert res["floor"] == pytest.approx(dc.digits_fid_floor(12))
     assert json.loads(out.read_text())["rows"] == res["rows"]
+
+
+def test_bench_objectives_tiny_run(tmp_path):
+    bench = load("bench_objectives")
+    out = tmp_path / "objectives.json"
+    res = bench.main(["--models", "digits", "--num-samples", "6", "--ddpm-samples", "2", "--seeds", "2",
+                      "--bound-images", "3", "--bound-draws", "2", "--workers", "1", "--json", str(out)])
+    assert list(res["models"]) == ["digits", "yardstick"]
+    digits = res["models"]["digits"]
+    assert digits["command"] == dc.load_pretrained("digits", device="cpu").info["command"]
+    assert list(digits["samplers"]) == ["ddpm1000", "dpmpp_2m_20"]
+    for name, r in digits["samplers"].items():
+        assert len(r["per_seed"]) == 2 and r["fid"] == pytest.approx(sum(x["fid"] for x in r["per_seed"]) / 2)
+        assert r["num_samples"] == (2 if name == "ddpm1000" else 6) and r["fid_mlp"] > 0 and r["wall_s"] > 0
+    for entry in res["models"].values():
+        b = entry["bounds"]["beta_tilde"]
+        assert len(b["term_mean"]) == 1001 and b["term_mean"][0] == 0.0 and len(b["per_image_total"]) == 2
+        # the total is L_T + the sum of the mean terms, and the mean of the per-image totals
+        assert b["total"] == pytest.approx(b["prior"] + sum(b["term_mean"]), rel=1e-4)
+        assert b["total"] == pytest.approx(sum(map(sum, b["per_image_total"])) / 6, abs=1e-4)
+        assert b["L0"] == pytest.approx(b["term_mean"][1], rel=1e-4)
+    assert res["histogram_bpd"] == pytest.approx(2.648, abs=1e-3)  # chapter 4's baseline
+    assert res["floor"] == pytest.approx(dc.digits_fid_floor(6)) and res["ddpm_floor"] == pytest.approx(
+        dc.digits_fid_floor(2))
+    assert json.loads(out.read_text())["models"] == res["models"]
+
+
+def test_bench_flow_tiny_run(tmp_path):
+    bench = load("bench_flow")
+    out = tmp_path / "flow.json"
+    res = bench.main(["--num-samples", "12", "--seeds", "2", "--nfe", "3", "--churn-nfe", "3",
+                      "--check-seeds", "2", "--json", str(out)])
+    assert [(r["sampler"], r["nfe"]) for r in res["rows"]] == [
+        ("flow euler", 3), ("flow heun", 3), ("diffusion euler, no clip", 3), ("diffusion heun, no clip", 3),
+        ("EDM churn/karras", 3)]
+    assert [r["steps"] for r in res["rows"]] == [3, 2, 3, 2, 2]  # Heun and churn: 2S - 1 evaluations
+    assert [r["model"] for r in res["rows"]] == ["digits-flow"] * 2 + ["digits"] * 3
+    check = res["seed_check"]
+    assert check["seeds"] == [0, 1] and [(r["solver"], r["nfe"]) for r in check["rows"]] == [
+        ("dpmpp_2m", 10), ("dpmpp_2m", 20), ("heun", 19), ("heun", 19), ("ddpm", 1000)]
+    for r in res["rows"] + check["rows"]:
+        assert len(r["per_seed"]) == 2 and r["fid"] == pytest.approx(sum(x["fid"] for x in r["per_seed"]) / 2)
+        assert r["fid_mlp"] > 0 and r["wall_s"] > 0
+    assert res["floor"] == pytest.approx(dc.digits_fid_floor(12))
+    assert res["floor_mlp"] == pytest.approx(dc.independent_digits_fid_floor(12))
+    assert res["models"]["digits-flow"]["command"].endswith("--prediction velocity --out runs/digits-flow")
+    saved = json.loads(out.read_text())
+    assert saved["rows"] == res["rows"] and saved["seed_check"] == res["seed_check"]
